@@ -1,0 +1,66 @@
+#' What CellPredX runs on
+#'
+#' Reports the package and libtorch versions, whether CUDA is usable and on
+#' which devices, and the number of compute threads. Include its output in bug
+#' reports.
+#'
+#' @return A list of class `cellpredx_info`, printed as a short summary.
+#' @export
+#' @examples
+#' CellPredXInfo()
+CellPredXInfo <- function() {
+  info <- call_rust(runtime_info_())
+  info$package_version <- as.character(utils::packageVersion("CellPredX"))
+  structure(info, class = "cellpredx_info")
+}
+
+#' @export
+format.cellpredx_info <- function(x, ...) {
+  cuda <- if (isTRUE(x$cuda_available)) {
+    sprintf("yes (%d device%s: %s)", x$cuda_device_count,
+            if (x$cuda_device_count == 1) "" else "s",
+            paste(x$cuda_device_names, collapse = ", ") %|empty|% "unnamed")
+  } else if (isTRUE(x$built_with_cuda)) {
+    "no (built with CUDA, but no GPU is visible)"
+  } else {
+    "no (CPU-only build)"
+  }
+  c(
+    sprintf("CellPredX %s", x$package_version),
+    sprintf("libtorch:  %s (OpenMP %s, MKL %s)", x$libtorch_version,
+            if (isTRUE(x$openmp)) "yes" else "no", if (isTRUE(x$mkl)) "yes" else "no"),
+    sprintf("CUDA:      %s", cuda),
+    sprintf("device:    %s (device = \"auto\")", resolve_device("auto")),
+    sprintf("threads:   %d (options(cellpredx.threads = ))", x$threads)
+  )
+}
+
+#' @export
+print.cellpredx_info <- function(x, ...) {
+  cat(format(x), sep = "\n")
+  invisible(x)
+}
+
+`%|empty|%` <- function(x, y) if (length(x) == 0 || !nzchar(x)) y else x
+
+# Physical cores when R can tell, else logical ones: libtorch's OpenMP threads busy-wait, and
+# hyper-threads sharing a core slow each other down.
+default_threads <- function() {
+  n <- suppressWarnings(parallel::detectCores(logical = FALSE))
+  if (is.na(n) || n < 1) n <- suppressWarnings(parallel::detectCores())
+  if (is.na(n) || n < 1) 1L else as.integer(n)
+}
+
+# Applies a `threads` argument (NULL = the option, else the default) for the calls that follow.
+apply_threads <- function(threads, call = rlang::caller_env()) {
+  threads <- threads %||% getOption("cellpredx.threads") %||% default_threads()
+  check_count(threads, arg = "threads", call = call)
+  call_rust(set_threads_(as.integer(threads)), call = call)
+  invisible(as.integer(threads))
+}
+
+# "auto", "cpu" or "cuda" to the device the core will use: "cpu" or "cuda:0".
+resolve_device <- function(device = "auto", call = rlang::caller_env()) {
+  device <- rlang::arg_match0(device, c("auto", "cpu", "cuda"), arg_nm = "device", error_call = call)
+  call_rust(resolve_device_(device), call = call)
+}

@@ -1,0 +1,18 @@
+//! R bindings of the CellPredX core. Each module converts R objects for one capability, calls the
+//! core, and converts the results back; nothing here computes. Every entry point returns a
+//! `Result` and runs inside `guard`, so neither a core error nor a panic ever unwinds into R.
+
+use extendr_api::prelude::*;
+
+mod convert;
+mod errors;
+mod graph;
+mod progress;
+mod runtime;
+
+extendr_module! {
+    mod CellPredX;
+    use convert;
+    use graph;
+    use runtime;
+}

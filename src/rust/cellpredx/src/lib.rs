@@ -1,0 +1,12 @@
+//! CellPredX core: cell type annotation by transferring labels from an annotated reference to an
+//! unannotated query (Liu et al., PLoS Comput Biol, doi 10.1371/journal.pcbi.1013824).
+//!
+//! No R inside: the R package and the command-line tool are thin front ends over this crate.
+
+pub mod error;
+pub mod graph;
+pub mod progress;
+pub mod runtime;
+pub mod sparse;
+
+pub use error::{CellPredXError, Result};

@@ -1,0 +1,31 @@
+//! Progress reporting and cancellation for long computations.
+//!
+//! A long core function takes a `&mut dyn ProgressSink` and reports to it between units of work
+//! (a training step, a chunk of cells) at least about once a second. The sink returning an error
+//! stops the computation with that error: this is how Ctrl-C in R and failing callbacks end a
+//! call cleanly. Sinks are only ever called from the thread that called the core function, never
+//! from worker threads, so a sink may call into a single-threaded host such as R.
+
+use crate::error::Result;
+
+/// One report: which stage, how far along, and any named figures (losses, …).
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressEvent<'a> {
+    pub stage: &'a str,
+    pub done: usize,
+    pub total: usize,
+    pub metrics: &'a [(&'a str, f64)],
+}
+
+pub trait ProgressSink {
+    fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()>;
+}
+
+/// A sink for callers that want neither progress nor cancellation.
+pub struct Silent;
+
+impl ProgressSink for Silent {
+    fn report(&mut self, _event: &ProgressEvent<'_>) -> Result<()> {
+        Ok(())
+    }
+}

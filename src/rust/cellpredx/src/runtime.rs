@@ -1,0 +1,173 @@
+//! Compute resources: the thread count shared by libtorch and our own parallel code, the device,
+//! and a description of both for users and bug reports.
+
+use crate::error::{CellPredXError, Result};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The version of the libtorch this build is linked against (recorded by build.rs).
+pub const LIBTORCH_VERSION: &str = env!("CELLPREDX_LIBTORCH_VERSION");
+
+struct Threads {
+    count: usize,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+fn threads_state() -> &'static Mutex<Threads> {
+    static STATE: OnceLock<Mutex<Threads>> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Mutex::new(Threads { count, pool: Arc::new(build_pool(count)) })
+    })
+}
+
+fn build_pool(count: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(count)
+        .thread_name(|i| format!("cellpredx-{i}"))
+        .build()
+        // Building a pool only fails when the OS refuses to start threads at all.
+        .unwrap_or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("one thread"))
+}
+
+/// Sets the number of compute threads for libtorch's intra-op parallelism and for the core's own
+/// parallel loops alike, so the two never oversubscribe the cores between them.
+pub fn set_threads(count: usize) -> Result<()> {
+    if count == 0 {
+        return Err(CellPredXError::invalid("threads must be at least 1"));
+    }
+    let mut state = threads_state().lock().map_err(|_| CellPredXError::invalid("thread settings are unavailable"))?;
+    if state.count != count {
+        state.pool = Arc::new(build_pool(count));
+        state.count = count;
+    }
+    tch::set_num_threads(count as i32);
+    Ok(())
+}
+
+/// The current number of compute threads.
+pub fn threads() -> usize {
+    threads_state().lock().map_or(1, |s| s.count)
+}
+
+/// Runs `work` on the core's thread pool; rayon iterators inside it use that pool.
+pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    let pool = threads_state().lock().map(|s| Arc::clone(&s.pool));
+    match pool {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    }
+}
+
+/// Where tensors live. `Auto` takes the first CUDA device when libtorch sees one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = CellPredXError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            other => Err(CellPredXError::invalid(format!(
+                "device must be one of \"auto\", \"cpu\" or \"cuda\", not \"{other}\""
+            ))),
+        }
+    }
+}
+
+impl DeviceChoice {
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(CellPredXError::invalid(format!(
+                "device = \"cuda\" was requested but libtorch {LIBTORCH_VERSION} sees no CUDA device{}; use device = \"auto\" or \"cpu\"",
+                if tch::utils::has_cuda() { "" } else { " (this build has no CUDA support)" }
+            ))),
+        }
+    }
+}
+
+/// What this build runs on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuntimeInfo {
+    pub libtorch_version: String,
+    pub built_with_cuda: bool,
+    pub cuda_available: bool,
+    pub cuda_device_count: usize,
+    pub cuda_device_names: Vec<String>,
+    pub threads: usize,
+    pub openmp: bool,
+    pub mkl: bool,
+}
+
+pub fn runtime_info() -> RuntimeInfo {
+    let cuda_available = tch::Cuda::is_available();
+    RuntimeInfo {
+        libtorch_version: LIBTORCH_VERSION.to_string(),
+        built_with_cuda: tch::utils::has_cuda(),
+        cuda_available,
+        cuda_device_count: if cuda_available { tch::Cuda::device_count().max(0) as usize } else { 0 },
+        cuda_device_names: if cuda_available { nvidia_device_names() } else { Vec::new() },
+        threads: threads(),
+        openmp: tch::utils::has_openmp(),
+        mkl: tch::utils::has_mkl(),
+    }
+}
+
+/// libtorch's C API has no device-name call; the NVIDIA driver lists each GPU's model under /proc.
+fn nvidia_device_names() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc/driver/nvidia/gpus") else {
+        return Vec::new();
+    };
+    let mut names: Vec<(String, String)> = entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let info = std::fs::read_to_string(entry.path().join("information")).ok()?;
+            let model = info.lines().find_map(|l| l.strip_prefix("Model:"))?.trim().to_string();
+            Some((entry.file_name().to_string_lossy().into_owned(), model))
+        })
+        .collect();
+    names.sort();
+    names.into_iter().map(|(_, model)| model).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_apply_to_libtorch_and_the_pool() {
+        set_threads(1).unwrap();
+        assert_eq!(threads(), 1);
+        assert_eq!(tch::get_num_threads(), 1);
+        assert_eq!(in_pool(rayon::current_num_threads), 1);
+        set_threads(2).unwrap();
+        assert_eq!(in_pool(rayon::current_num_threads), 2);
+        assert!(set_threads(0).is_err());
+    }
+
+    #[test]
+    fn device_choices_parse_and_resolve() {
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap().resolve().unwrap(), tch::Device::Cpu);
+        let err = "gpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        assert!(err.contains("\"auto\", \"cpu\" or \"cuda\", not \"gpu\""), "{err}");
+        if !tch::Cuda::is_available() {
+            let err = DeviceChoice::Cuda.resolve().unwrap_err().to_string();
+            assert!(err.contains("sees no CUDA device"), "{err}");
+        }
+    }
+
+    #[test]
+    fn runtime_info_names_the_linked_libtorch() {
+        let info = runtime_info();
+        assert!(info.libtorch_version.starts_with("2.11.0"), "{}", info.libtorch_version);
+        assert_eq!(info.cuda_available, info.cuda_device_count > 0);
+    }
+}

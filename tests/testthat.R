@@ -1,0 +1,4 @@
+library(testthat)
+library(CellPredX)
+
+test_check("CellPredX")
