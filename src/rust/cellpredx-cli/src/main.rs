@@ -1,1 +1,65 @@
-fn main(){}
+//! `cellpredx`: the CellPredX core from the command line, for benchmarks, GPU machines without R,
+//! and users outside R. Errors print one line and exit with status 1; usage errors exit with 2.
+
+use cellpredx::runtime;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cellpredx", version, about = "Cell type annotation by label transfer (CellPredX)")]
+struct Cli {
+    /// Compute threads for libtorch and the core (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what this build runs on: libtorch version, CUDA devices, threads.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> cellpredx::Result<()> {
+    if let Some(threads) = cli.threads {
+        runtime::set_threads(threads)?;
+    }
+    match cli.command {
+        Command::Info { json } => {
+            let info = runtime::runtime_info();
+            if json {
+                let text = serde_json::to_string_pretty(&info)
+                    .map_err(|e| cellpredx::CellPredXError::invalid(e.to_string()))?;
+                println!("{text}");
+            } else {
+                println!("cellpredx {}", env!("CARGO_PKG_VERSION"));
+                println!("libtorch:  {}", info.libtorch_version);
+                let cuda = if info.cuda_available {
+                    format!("yes ({} device(s): {})", info.cuda_device_count, info.cuda_device_names.join(", "))
+                } else if info.built_with_cuda {
+                    "no (built with CUDA, but no GPU is visible)".to_string()
+                } else {
+                    "no (CPU-only build)".to_string()
+                };
+                println!("CUDA:      {cuda}");
+                println!("threads:   {}", info.threads);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cellpredx: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -88,7 +88,7 @@ impl DeviceChoice {
             DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
             DeviceChoice::Cuda => Err(CellPredXError::invalid(format!(
                 "device = \"cuda\" was requested but libtorch {LIBTORCH_VERSION} sees no CUDA device{}; use device = \"auto\" or \"cpu\"",
-                if tch::utils::has_cuda() { "" } else { " (this build has no CUDA support)" }
+                if tch::utils::has_cudart() { "" } else { " (this build has no CUDA support)" }
             ))),
         }
     }
@@ -111,7 +111,7 @@ pub fn runtime_info() -> RuntimeInfo {
     let cuda_available = tch::Cuda::is_available();
     RuntimeInfo {
         libtorch_version: LIBTORCH_VERSION.to_string(),
-        built_with_cuda: tch::utils::has_cuda(),
+        built_with_cuda: tch::utils::has_cudart(),
         cuda_available,
         cuda_device_count: if cuda_available { tch::Cuda::device_count().max(0) as usize } else { 0 },
         cuda_device_names: if cuda_available { nvidia_device_names() } else { Vec::new() },
