@@ -29,6 +29,7 @@ check: setup
 	@scripts/check-log target/check/CellPredX.Rcheck/00check.log
 
 bench: setup
+	@$(WITH_ENV) cargo build --release --locked -p cellpredx-cli
 	@$(WITH_ENV) Rscript bench/threads.R
 
 # Regenerates R/extendr-wrappers.R and the roxygen docs after a change to the Rust entry points.

@@ -16,6 +16,9 @@ set_threads_ <- function(threads) .Call(wrap__set_threads_, threads)
 # Resolves "auto" / "cpu" / "cuda" to the device the core will use ("cpu" or "cuda:0").
 resolve_device_ <- function(device) .Call(wrap__resolve_device_, device)
 
+# Milliseconds per training step of the network on random minibatches (bench/threads.R).
+training_step_ms_ <- function(features, batch, classes, steps, device) .Call(wrap__training_step_ms_, features, batch, classes, steps, device)
+
 # Panics on purpose, so the test suite can prove that a panic reaches R as an error.
 trigger_panic_ <- function(message) .Call(wrap__trigger_panic_, message)
 

@@ -64,3 +64,12 @@ resolve_device <- function(device = "auto", call = rlang::caller_env()) {
   device <- rlang::arg_match0(device, c("auto", "cpu", "cuda"), arg_nm = "device", error_call = call)
   call_rust(resolve_device_(device), call = call)
 }
+
+# Milliseconds per training step of the CellPredX network on random minibatches of `batch`
+# cells x `features` (the P1 shape by default): how bench/threads.R measures thread settings.
+training_step_ms <- function(features = 1677, batch = 512, classes = 19, steps = 50,
+                             device = "cpu", threads = NULL) {
+  apply_threads(threads)
+  call_rust(training_step_ms_(as.integer(features), as.integer(batch), as.integer(classes),
+                              as.integer(steps), device))
+}

@@ -36,3 +36,14 @@ test_that("the package loads in a fresh R process with no environment variables"
                  stdout = TRUE, stderr = TRUE)
   expect_match(paste(out, collapse = "\n"), "2\\.11\\.0")
 })
+
+test_that("libtorch is loaded by the loader library before CellPredX's own", {
+  dlls <- names(getLoadedDLLs())
+  expect_true(all(c("cellpredx_torch_loader", "CellPredX") %in% dlls))
+  expect_lt(match("cellpredx_torch_loader", dlls), match("CellPredX", dlls))
+})
+
+test_that("a training step runs inside R", {
+  ms <- CellPredX:::training_step_ms(features = 200, batch = 64, classes = 3, steps = 3)
+  expect_true(is.finite(ms) && ms > 0)
+})

@@ -1,7 +1,8 @@
 //! `cellpredx`: the CellPredX core from the command line, for benchmarks, GPU machines without R,
 //! and users outside R. Errors print one line and exit with status 1; usage errors exit with 2.
 
-use cellpredx::runtime;
+use cellpredx::model::NetworkShape;
+use cellpredx::runtime::{self, DeviceChoice};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -22,6 +23,20 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Time training steps of the network on random minibatches (milliseconds per step).
+    BenchStep {
+        #[arg(long, default_value_t = 1677)]
+        features: i64,
+        #[arg(long, default_value_t = 512)]
+        batch: i64,
+        #[arg(long, default_value_t = 19)]
+        classes: i64,
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
 }
 
@@ -49,6 +64,13 @@ fn run(cli: Cli) -> cellpredx::Result<()> {
                 println!("CUDA:      {cuda}");
                 println!("threads:   {}", info.threads);
             }
+            Ok(())
+        }
+        Command::BenchStep { features, batch, classes, steps, device } => {
+            let device = device.parse::<DeviceChoice>()?.resolve()?;
+            let shape = NetworkShape::new(features, classes);
+            let ms = cellpredx::diagnostics::training_step_ms(shape, batch, steps, 5, device)?;
+            println!("{ms:.3}");
             Ok(())
         }
     }

@@ -41,6 +41,17 @@ fn resolve_device_(device: &str) -> extendr_api::Result<String> {
     })
 }
 
+/// Milliseconds per training step of the network on random minibatches (bench/threads.R).
+#[extendr]
+fn training_step_ms_(features: i32, batch: i32, classes: i32, steps: i32, device: &str) -> extendr_api::Result<f64> {
+    guard("training_step_ms_", || {
+        let device = device.parse::<runtime::DeviceChoice>().and_then(|d| d.resolve()).map_err(r_err)?;
+        let shape = cellpredx::model::NetworkShape::new(features.into(), classes.into());
+        let steps = usize::try_from(steps).map_err(|_| Error::Other("steps must be positive".into()))?;
+        cellpredx::diagnostics::training_step_ms(shape, batch.into(), steps, 5, device).map_err(r_err)
+    })
+}
+
 /// Panics on purpose, so the test suite can prove that a panic reaches R as an error.
 #[extendr]
 fn trigger_panic_(message: &str) -> extendr_api::Result<()> {
@@ -52,5 +63,6 @@ extendr_module! {
     fn runtime_info_;
     fn set_threads_;
     fn resolve_device_;
+    fn training_step_ms_;
     fn trigger_panic_;
 }

@@ -3,8 +3,10 @@
 //!
 //! No R inside: the R package and the command-line tool are thin front ends over this crate.
 
+pub mod diagnostics;
 pub mod error;
 pub mod graph;
+pub mod model;
 pub mod progress;
 pub mod runtime;
 pub mod sparse;
