@@ -14,3 +14,12 @@ sparse_roundtrip <- function(x, call = rlang::caller_env()) {
   out$matrix <- dgc_from_rust(out$matrix, dimnames(x) %||% list(NULL, NULL))
   out
 }
+
+# Sends cell labels (character or factor) through the bridge: codes, classes and counts back.
+labels_roundtrip <- function(labels, call = rlang::caller_env()) {
+  if (!is.character(labels) && !is.factor(labels)) {
+    cli::cli_abort("{.arg labels} must be a character vector or a factor, not {.obj_type_friendly {labels}}.",
+                   call = call, class = "cellpredx_error")
+  }
+  call_rust(labels_roundtrip_(labels), call = call)
+}

@@ -3,6 +3,9 @@
 # own check, used by the test suite.
 sparse_roundtrip_ <- function(x) .Call(wrap__sparse_roundtrip_, x)
 
+# Encodes labels and returns the codes (1-based) and classes: the label bridge's own check.
+labels_roundtrip_ <- function(x) .Call(wrap__labels_roundtrip_, x)
+
 # Each cell's `k` nearest neighbours in a cells x dimensions embedding: a list of a 1-based
 # cells x k index matrix and the matching distances.
 knn_graph_ <- function(embedding, k, metric, progress) .Call(wrap__knn_graph_, embedding, k, metric, progress)

@@ -75,3 +75,20 @@ test_that("a malformed dgCMatrix gets the core's explanation, not a crash", {
   expect_error(roundtrip(bad), "`x`: sparse matrix", fixed = TRUE)
   expect_identical(roundtrip(m)$matrix, m)
 })
+
+test_that("labels cross as characters or factors, keeping factor level order", {
+  chr <- CellPredX:::labels_roundtrip(c("T", "B", "T", "NK"))
+  expect_identical(chr$classes, c("B", "NK", "T"))
+  expect_identical(chr$codes, c(3L, 1L, 3L, 2L))
+  expect_identical(chr$counts, c(1L, 1L, 2L))
+  fct <- CellPredX:::labels_roundtrip(factor(c("T", "B", "T"), levels = c("T", "Mono", "B")))
+  expect_identical(fct$classes, c("T", "B"))
+  expect_identical(fct$codes, c(1L, 2L, 1L))
+})
+
+test_that("missing, empty and non-text labels are refused with the cell's position", {
+  expect_error(CellPredX:::labels_roundtrip(c("T", NA)), "label of cell 2 is missing (NA)", fixed = TRUE)
+  expect_error(CellPredX:::labels_roundtrip(factor(c("B", NA, "T"))), "label of cell 2 is missing (NA)", fixed = TRUE)
+  expect_error(CellPredX:::labels_roundtrip(c("", "B")), "label of cell 1 is empty", fixed = TRUE)
+  expect_error(CellPredX:::labels_roundtrip(1:3), "`labels` must be a character vector or a factor")
+})

@@ -4,6 +4,7 @@
 //! scanned column by column for its non-zeros.
 
 use crate::errors::guard;
+use cellpredx::labels::Labels;
 use cellpredx::sparse::CsrMatrix;
 use extendr_api::prelude::*;
 
@@ -58,6 +59,34 @@ pub fn csr_to_r(m: &CsrMatrix) -> extendr_api::Result<List> {
     Ok(list!(p = p, i = i, x = x, dim = [to_i32(m.n_cols())?, to_i32(m.n_rows())?]))
 }
 
+/// Cell labels from a character vector or a factor (whose level order is kept).
+pub fn labels_from_r(x: &Robj, arg: &str) -> extendr_api::Result<Labels> {
+    let with_arg = |e: cellpredx::CellPredXError| Error::Other(format!("`{arg}`: {e}"));
+    if x.is_factor() {
+        let levels_robj = x.get_attrib("levels");
+        let levels = levels_robj.as_ref().and_then(|l| l.as_str_vector()).unwrap_or_default();
+        let codes = x.as_integer_slice().ok_or_else(|| Error::Other(format!("`{arg}` is a malformed factor")))?;
+        let labels = codes.iter().map(|&c| {
+            if c == i32::MIN { None } else { levels.get((c - 1) as usize).copied() }
+        });
+        return Labels::encode(labels, Some(&levels)).map_err(with_arg);
+    }
+    let strings = Strings::try_from(x.clone())
+        .map_err(|_| Error::Other(format!("`{arg}` must be a character vector or a factor")))?;
+    Labels::encode(strings.iter().map(|s| if s.is_na() { None } else { Some(s.as_ref()) }), None).map_err(with_arg)
+}
+
+/// Encodes labels and returns the codes (1-based) and classes: the label bridge's own check.
+#[extendr]
+fn labels_roundtrip_(x: Robj) -> extendr_api::Result<List> {
+    guard("labels_roundtrip_", || {
+        let labels = labels_from_r(&x, "labels")?;
+        let codes: Vec<i32> = labels.codes().iter().map(|&c| c as i32 + 1).collect();
+        let counts: Vec<i32> = labels.counts().iter().map(|&c| c as i32).collect();
+        Ok(list!(codes = codes, classes = labels.classes().to_vec(), counts = counts))
+    })
+}
+
 /// Converts a matrix into the core's form and back, reporting what the core saw: the bridge's
 /// own check, used by the test suite.
 #[extendr]
@@ -79,5 +108,6 @@ fn sparse_roundtrip_(x: Robj) -> extendr_api::Result<List> {
 extendr_module! {
     mod convert;
     fn sparse_roundtrip_;
+    fn labels_roundtrip_;
 }
 
