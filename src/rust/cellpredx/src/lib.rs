@@ -7,6 +7,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod graph;
 pub mod labels;
+pub mod losses;
 pub mod model;
 pub mod progress;
 pub mod runtime;
