@@ -3,7 +3,7 @@
 suppressPackageStartupMessages(library(CellPredX))
 cli::cli_h1("CellPredX demo")
 print(CellPredXInfo())
-cli::cli_alert_info("libtorch library: {.path {dirname(system.file('libs', 'CellPredX.so', package = 'CellPredX'))}} links {.path {system('tools/find-libtorch.sh', intern = TRUE)}}")
+cli::cli_alert_info("Installed in {.path {system.file(package = 'CellPredX')}}, using libtorch from {.path {system('tools/find-libtorch.sh', intern = TRUE)}}")
 set.seed(1)
 cells <- 20000
 embedding <- matrix(rnorm(cells * 30), cells, 30)
