@@ -9,8 +9,12 @@ pub mod graph;
 pub mod labels;
 pub mod losses;
 pub mod model;
+pub mod predict;
 pub mod progress;
+pub mod rng;
 pub mod runtime;
 pub mod sparse;
+pub mod sparse_linear;
+pub mod train;
 
 pub use error::{CellPredXError, Result};

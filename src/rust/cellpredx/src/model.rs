@@ -57,6 +57,12 @@ impl CellPredXNet {
         self.encoder.forward_t(x, false)
     }
 
+    /// The encoder's weight (embedding_dim × input_dim) and bias, for computing its first layer
+    /// outside libtorch on sparse input.
+    pub fn encoder_parameters(&self) -> (&Tensor, Option<&Tensor>) {
+        (&self.encoder.ws, self.encoder.bs.as_ref())
+    }
+
     /// Class logits `c(z)` of embeddings.
     pub fn classify(&self, embedding: &Tensor) -> Tensor {
         self.classifier.forward_t(embedding, false)

@@ -153,6 +153,24 @@ impl CsrMatrix {
         (&self.indices[range.clone()], &self.values[range])
     }
 
+    /// The matrix of the given rows, in that order (a row may repeat).
+    pub fn select_rows(&self, rows: &[usize]) -> Result<CsrMatrix> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.n_rows) {
+            return Err(CellPredXError::invalid(format!("row {bad} is outside 0..{}", self.n_rows)));
+        }
+        let nnz = rows.iter().map(|&r| self.indptr[r + 1] - self.indptr[r]).sum();
+        let mut indptr = Vec::with_capacity(rows.len() + 1);
+        let (mut indices, mut values) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+        indptr.push(0);
+        for &r in rows {
+            let (idx, vals) = self.row(r);
+            indices.extend_from_slice(idx);
+            values.extend_from_slice(vals);
+            indptr.push(indices.len());
+        }
+        Ok(CsrMatrix { n_rows: rows.len(), n_cols: self.n_cols, indptr, indices, values })
+    }
+
     /// How many stored values are NaN or infinite, and how many are negative: count matrices
     /// must have neither, and the front ends say which it was.
     pub fn count_invalid_values(&self) -> (usize, usize) {
@@ -180,6 +198,16 @@ mod tests {
         assert_eq!(m.row(1), (&[][..], &[][..]));
         assert_eq!(m.row(2), (&[1u32][..], &[3.0f32][..]));
         assert_eq!(m.nnz(), 3);
+    }
+
+    #[test]
+    fn selected_rows_come_in_the_given_order() {
+        let m = example().select_rows(&[2, 0, 2]).unwrap();
+        assert_eq!(m.n_rows(), 3);
+        assert_eq!(m.row(0), (&[1u32][..], &[3.0f32][..]));
+        assert_eq!(m.row(1), (&[0u32, 2][..], &[1.0f32, 2.0][..]));
+        assert_eq!(m.row(2), (&[1u32][..], &[3.0f32][..]));
+        assert_eq!(example().select_rows(&[3]).unwrap_err().to_string(), "row 3 is outside 0..3");
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! Prediction (METHOD.md, "Prediction"): the query alone through the frozen encoder and
+//! classifier, in chunks of cells, so that memory grows with the output (cells × types and
+//! cells × embedding), never with cells × features.
+
+use crate::error::{CellPredXError, Result};
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::sparse::CsrMatrix;
+use crate::train::{Encoder, TrainedModel};
+use ndarray::Array2;
+use tch::{Device, Kind};
+
+/// The label given to cells whose confidence is below the threshold.
+pub const UNKNOWN: &str = "Unknown";
+
+/// The paper's confidence threshold for calling a type.
+pub const DEFAULT_THRESHOLD: f64 = 0.95;
+
+const CELLS_PER_CHUNK: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    pub classes: Vec<String>,
+    /// cells × classes; rows sum to 1.
+    pub probabilities: Array2<f32>,
+    /// cells × embedding dimensions.
+    pub embedding: Array2<f32>,
+}
+
+impl Predictions {
+    /// The most probable class of each cell and its probability (the confidence).
+    pub fn best(&self) -> Vec<(usize, f32)> {
+        self.probabilities
+            .rows()
+            .into_iter()
+            .map(|row| {
+                row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
+            })
+            .collect()
+    }
+
+    /// Each cell's label: the most probable class when its probability reaches `threshold`,
+    /// else `UNKNOWN`.
+    pub fn labels(&self, threshold: f64) -> Vec<&str> {
+        self.best()
+            .into_iter()
+            .map(|(k, p)| if f64::from(p) >= threshold { self.classes[k].as_str() } else { UNKNOWN })
+            .collect()
+    }
+}
+
+impl TrainedModel {
+    /// Probabilities and embeddings of `query`, whose columns must be the training features.
+    pub fn predict(&self, query: &CsrMatrix, progress: &mut dyn ProgressSink) -> Result<Predictions> {
+        let shape = self.shape();
+        if query.n_cols() as i64 != shape.input_dim {
+            return Err(CellPredXError::DimensionMismatch {
+                what: "features of the cells to predict".into(),
+                expected: shape.input_dim as usize,
+                got: query.n_cols(),
+            });
+        }
+        let n = query.n_rows();
+        let classes = self.classes.len();
+        let width = shape.embedding_dim as usize;
+        let mut probabilities = Vec::with_capacity(n * classes);
+        let mut embedding = Vec::with_capacity(n * width);
+        let encoder = Encoder::new(&self.net, self.compute)?;
+        let rows: Vec<usize> = (0..n).collect();
+        for chunk in rows.chunks(CELLS_PER_CHUNK) {
+            let (p, z) = tch::no_grad(|| -> Result<_> {
+                let z = encoder.encode(query, chunk.to_vec(), false)?.z;
+                let p = self.net.classify(&z).f_softmax(-1, Kind::Float)?;
+                let to_vec = |t: &tch::Tensor| -> Result<Vec<f32>> {
+                    Ok(Vec::<f32>::try_from(&t.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?)
+                };
+                Ok((to_vec(&p)?, to_vec(&z)?))
+            })?;
+            probabilities.extend(p);
+            embedding.extend(z);
+            progress.report(&ProgressEvent { stage: "prediction", done: chunk[chunk.len() - 1] + 1, total: n, metrics: &[] })?;
+        }
+        let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
+        Ok(Predictions {
+            classes: self.classes.clone(),
+            probabilities: Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?,
+            embedding: Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use crate::train::tests::{small_config, toy_graph, toy_pair};
+    use crate::train::{train, Compute, TrainingData};
+    use ndarray::array;
+
+    #[test]
+    fn unknown_below_the_threshold() {
+        let p = Predictions {
+            classes: vec!["a".into(), "b".into()],
+            probabilities: array![[0.97, 0.03], [0.4, 0.6], [0.02, 0.98]],
+            embedding: Array2::zeros((3, 2)),
+        };
+        assert_eq!(p.labels(0.95), ["a", UNKNOWN, "b"]);
+        assert_eq!(p.labels(0.5), ["a", "b", "b"]);
+        assert_eq!(p.best()[1], (1, 0.6));
+    }
+
+    #[test]
+    fn a_trained_model_separates_the_toy_types_and_predicts_deterministically() {
+        let (reference, labels, query) = toy_pair(120, 90);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        let model = train(&data, &small_config(60), Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let predictions = model.predict(&query, &mut Silent).unwrap();
+        assert_eq!(predictions.probabilities.dim(), (90, 2));
+        assert_eq!(predictions.embedding.dim(), (90, 64));
+        for row in predictions.probabilities.rows() {
+            assert!((row.sum() - 1.0).abs() < 1e-5);
+        }
+        // The toy query alternates alpha, beta like the reference.
+        let correct = predictions.labels(0.0).iter().enumerate().filter(|(i, l)| **l == ["alpha", "beta"][i % 2]).count();
+        assert!(correct >= 85, "{correct} of 90 correct");
+        let again = model.predict(&query, &mut Silent).unwrap();
+        assert_eq!(predictions.probabilities, again.probabilities);
+        let err = model.predict(&CsrMatrix::try_new(1, 3, vec![0, 0], vec![], vec![]).unwrap(), &mut Silent).unwrap_err();
+        assert_eq!(err.to_string(), "features of the cells to predict: expected 120, got 3");
+    }
+}

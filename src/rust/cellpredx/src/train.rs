@@ -1,0 +1,711 @@
+//! Training (METHOD.md, "Losses"): the encoder, attention network and classifier are fitted to
+//! the labelled reference and the unlabelled query together, one minibatch of each per step.
+//!
+//! `TrainingData` has no field for query labels, so nothing in here can use them: not the
+//! losses, not the early stop, not the choice of the model that is returned (the last one).
+
+use crate::error::{CellPredXError, Result};
+use crate::graph::KnnGraph;
+use crate::labels::Labels;
+use crate::losses::{self, CenterWeighting};
+use crate::model::{CellPredXNet, NetworkShape};
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::rng::{EpochSampler, SplitMix64};
+use crate::sparse::CsrMatrix;
+use crate::sparse_linear;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+/// The four kinds of transfer the method has presets for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    RnaAtacMatched,
+    RnaAtacUnmatched,
+    AtacAtac,
+    RnaRna,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [Scenario::RnaAtacMatched, Scenario::RnaAtacUnmatched, Scenario::AtacAtac, Scenario::RnaRna];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::RnaAtacMatched => "rna_atac_matched",
+            Scenario::RnaAtacUnmatched => "rna_atac_unmatched",
+            Scenario::AtacAtac => "atac_atac",
+            Scenario::RnaRna => "rna_rna",
+        }
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = CellPredXError;
+    fn from_str(s: &str) -> Result<Self> {
+        Scenario::ALL.into_iter().find(|sc| sc.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|sc| sc.name()).collect();
+            CellPredXError::invalid(format!("scenario must be one of {}, not \"{s}\"", names.join(", ")))
+        })
+    }
+}
+
+/// Every knob of a training run. `TrainingConfig::preset` gives the scenario's defaults; each
+/// field can then be overridden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    /// α: weight of the neighbourhood contrastive loss.
+    pub contrastive_weight: f64,
+    /// β: weight of the feature alignment loss.
+    pub alignment_weight: f64,
+    /// γ: weight of the sparse center loss.
+    pub center_weight: f64,
+    /// τ: temperature of the contrastive loss.
+    pub temperature: f64,
+    pub projection_weight: f64,
+    pub l1_weight: f64,
+    pub max_steps: usize,
+    /// Cells per side and step (fewer when a side has fewer cells).
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// The learning rate drops ×0.1 after this fraction of `max_steps`.
+    pub lr_drop_at: f64,
+    /// Steps before the sparse center loss starts (the classifier's pseudo-labels are noise
+    /// before then).
+    pub center_warmup: usize,
+    /// α_c of the center update.
+    pub center_step: f64,
+    pub center_weighting: CenterWeighting,
+    /// Query cells whose confidence is at or above this quantile of their batch join the
+    /// center loss with their pseudo-labels.
+    pub pseudo_label_quantile: f64,
+    /// Fraction p of query cells kept by the feature alignment loss.
+    pub alignment_keep: f64,
+    pub alignment_hinge: bool,
+    /// Stop when the center loss changed by less than `early_stop_tolerance` (relative) for
+    /// this many consecutive steps; 0 disables the rule.
+    pub early_stop_patience: usize,
+    pub early_stop_tolerance: f64,
+    pub embedding_dim: i64,
+    pub seed: u64,
+}
+
+impl TrainingConfig {
+    /// The paper's presets (METHOD.md, "Presets"), read as α = contrastive, β = alignment,
+    /// γ = center weight, τ = temperature.
+    pub fn preset(scenario: Scenario) -> Self {
+        let (alpha, beta, gamma, tau, steps) = match scenario {
+            Scenario::RnaAtacMatched => (0.06, 0.05, 0.01, 0.04, 3000),
+            Scenario::RnaAtacUnmatched => (1.2, 0.05, 0.01, 0.8, 3000),
+            Scenario::RnaRna => (0.1, 0.0, 0.1, 0.8, 200),
+            Scenario::AtacAtac => (0.1, 0.0, 0.001, 0.8, 200),
+        };
+        TrainingConfig {
+            contrastive_weight: alpha,
+            alignment_weight: beta,
+            center_weight: gamma,
+            temperature: tau,
+            projection_weight: 0.1,
+            l1_weight: 0.1,
+            max_steps: steps,
+            batch_size: 512,
+            learning_rate: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            lr_drop_at: 0.5,
+            center_warmup: steps / 4,
+            center_step: 0.5,
+            center_weighting: CenterWeighting::MeanOne,
+            pseudo_label_quantile: 0.75,
+            alignment_keep: 0.8,
+            alignment_hinge: false,
+            early_stop_patience: 20,
+            early_stop_tolerance: 1e-4,
+            embedding_dim: 64,
+            seed: 0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let weights = [
+            ("contrastive_weight", self.contrastive_weight),
+            ("alignment_weight", self.alignment_weight),
+            ("center_weight", self.center_weight),
+            ("projection_weight", self.projection_weight),
+            ("l1_weight", self.l1_weight),
+            ("weight_decay", self.weight_decay),
+            ("momentum", self.momentum),
+        ];
+        for (name, value) in weights {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(CellPredXError::invalid(format!("{name} must be a finite number >= 0, not {value}")));
+            }
+        }
+        let positive = [("temperature", self.temperature), ("learning_rate", self.learning_rate), ("center_step", self.center_step)];
+        for (name, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(CellPredXError::invalid(format!("{name} must be a finite number > 0, not {value}")));
+            }
+        }
+        let fractions = [("lr_drop_at", self.lr_drop_at), ("pseudo_label_quantile", self.pseudo_label_quantile), ("alignment_keep", self.alignment_keep)];
+        for (name, value) in fractions {
+            if !(value > 0.0 && value <= 1.0) {
+                return Err(CellPredXError::invalid(format!("{name} must be in (0, 1], not {value}")));
+            }
+        }
+        if self.max_steps == 0 || self.batch_size < 2 || self.embedding_dim < 2 {
+            return Err(CellPredXError::invalid(format!(
+                "max_steps must be >= 1, batch_size >= 2 and embedding_dim >= 2 (got {}, {}, {})",
+                self.max_steps, self.batch_size, self.embedding_dim
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the encoder's first layer is computed: sparse in Rust (fast on CPU) or as a dense
+/// minibatch on the device (GPUs, and the reference the sparse path is tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstLayer {
+    Sparse,
+    Dense,
+}
+
+/// The device to compute on and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compute {
+    pub device: Device,
+    pub first_layer: FirstLayer,
+}
+
+impl Compute {
+    /// The fastest first layer for `device`: sparse on CPU, dense on a GPU.
+    pub fn on(device: Device) -> Self {
+        let first_layer = if device == Device::Cpu { FirstLayer::Sparse } else { FirstLayer::Dense };
+        Compute { device, first_layer }
+    }
+}
+
+/// What training sees: reference cells with their labels, query cells and the query's
+/// neighbour graph, all on the same features in the same order. No query labels.
+pub struct TrainingData<'a> {
+    pub reference: &'a CsrMatrix,
+    pub labels: &'a Labels,
+    pub query: &'a CsrMatrix,
+    pub query_graph: &'a KnnGraph,
+}
+
+impl TrainingData<'_> {
+    fn validate(&self) -> Result<()> {
+        let (reference, query) = (self.reference, self.query);
+        if reference.n_cols() != query.n_cols() {
+            return Err(CellPredXError::DimensionMismatch { what: "query features (columns)".into(), expected: reference.n_cols(), got: query.n_cols() });
+        }
+        if self.labels.codes().len() != reference.n_rows() {
+            return Err(CellPredXError::DimensionMismatch { what: "reference labels".into(), expected: reference.n_rows(), got: self.labels.codes().len() });
+        }
+        if reference.n_rows() < 2 || query.n_rows() < 2 {
+            return Err(CellPredXError::invalid(format!(
+                "training needs at least 2 reference and 2 query cells, got {} and {}",
+                reference.n_rows(),
+                query.n_rows()
+            )));
+        }
+        if self.labels.classes().len() < 2 {
+            return Err(CellPredXError::invalid(format!(
+                "the reference has a single cell type (\"{}\"): there is nothing to tell apart; give labels with at least 2 types",
+                self.labels.classes().first().map_or("", |c| c.as_str())
+            )));
+        }
+        let graph = &self.query_graph.neighbours;
+        if graph.nrows() != query.n_rows() || graph.ncols() == 0 {
+            return Err(CellPredXError::DimensionMismatch { what: "rows of the query neighbour graph".into(), expected: query.n_rows(), got: graph.nrows() });
+        }
+        if graph.iter().any(|&j| j as usize >= query.n_rows()) {
+            return Err(CellPredXError::invalid("the query neighbour graph names cells that are not in the query"));
+        }
+        let (non_finite, _) = reference.count_invalid_values();
+        let (query_non_finite, _) = query.count_invalid_values();
+        if non_finite + query_non_finite > 0 {
+            return Err(CellPredXError::invalid(format!(
+                "the input has non-finite values (NaN or Inf): {non_finite} in the reference, {query_non_finite} in the query"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The losses of one step; `None` where a loss was not computed (zero weight, or the center
+/// loss before its warm-up ends).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub learning_rate: f64,
+    pub total: f64,
+    pub cross_entropy: f64,
+    pub projection: Option<f64>,
+    pub l1: Option<f64>,
+    pub alignment: Option<f64>,
+    pub contrastive: Option<f64>,
+    pub center: Option<f64>,
+}
+
+/// Why training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    MaxSteps,
+    CenterLossConverged,
+}
+
+/// A fitted network with what it needs to predict: the class names and the layer sizes.
+pub struct TrainedModel {
+    pub(crate) vs: nn::VarStore,
+    pub(crate) net: CellPredXNet,
+    pub classes: Vec<String>,
+    pub config: TrainingConfig,
+    pub history: Vec<StepRecord>,
+    pub stop: StopReason,
+    pub(crate) compute: Compute,
+    pub(crate) centers: Option<Tensor>,
+}
+
+impl TrainedModel {
+    pub fn shape(&self) -> NetworkShape {
+        self.net.shape
+    }
+
+    /// The class centers of the sparse center loss (classes × embedding), once it has run.
+    pub fn centers(&self) -> Option<&Tensor> {
+        self.centers.as_ref()
+    }
+}
+
+/// One side's minibatch pushed through the encoder. With the sparse first layer, `leaf` is the
+/// pre-bias product that libtorch sees as an input; its gradient comes back to `Encoder`.
+pub(crate) struct EncodedBatch<'a> {
+    pub z: Tensor,
+    leaf: Option<Tensor>,
+    matrix: &'a CsrMatrix,
+    rows: Vec<usize>,
+}
+
+/// The first layer of the network for one step (or one prediction pass), either path.
+pub(crate) struct Encoder<'n> {
+    net: &'n CellPredXNet,
+    compute: Compute,
+    /// The encoder weight, input-major, copied once per step for the sparse products.
+    weight_t: Vec<f32>,
+}
+
+impl<'n> Encoder<'n> {
+    pub fn new(net: &'n CellPredXNet, compute: Compute) -> Result<Self> {
+        let weight_t = match compute.first_layer {
+            FirstLayer::Sparse => {
+                let (weight, _) = net.encoder_parameters();
+                let transposed = weight.f_detach()?.f_to_device(Device::Cpu)?.f_tr()?.f_contiguous()?.f_flatten(0, -1)?;
+                Vec::<f32>::try_from(&transposed)?
+            }
+            FirstLayer::Dense => Vec::new(),
+        };
+        Ok(Encoder { net, compute, weight_t })
+    }
+
+    pub fn encode<'a>(&self, matrix: &'a CsrMatrix, rows: Vec<usize>, track_gradient: bool) -> Result<EncodedBatch<'a>> {
+        let width = self.net.shape.embedding_dim;
+        let b = rows.len() as i64;
+        let (z, leaf) = match self.compute.first_layer {
+            FirstLayer::Sparse => {
+                let product = sparse_linear::rows_times_dense(matrix, &rows, &self.weight_t, width as usize);
+                let leaf = Tensor::f_from_slice(&product)?.f_view([b, width])?.f_to_device(self.compute.device)?;
+                let leaf = if track_gradient { leaf.set_requires_grad(true) } else { leaf };
+                let (_, bias) = self.net.encoder_parameters();
+                let z = match bias {
+                    Some(bias) => leaf.f_add(bias)?,
+                    None => leaf.shallow_clone(),
+                };
+                (z, track_gradient.then_some(leaf))
+            }
+            FirstLayer::Dense => {
+                let x = dense_rows(matrix, &rows, self.compute.device)?;
+                (self.net.embed(&x), None)
+            }
+        };
+        Ok(EncodedBatch { z, leaf, matrix, rows })
+    }
+
+    /// After `backward()`, adds the first layer's weight gradient, dW = dZᵀ·X summed over the
+    /// batches, to the weight's gradient (through a surrogate `sum(W ⊙ dW)` whose gradient is dW).
+    fn backward_first_layer(&self, batches: &[&EncodedBatch<'_>]) -> Result<()> {
+        if self.compute.first_layer == FirstLayer::Dense {
+            return Ok(());
+        }
+        let (weight, _) = self.net.encoder_parameters();
+        let (width, input_dim) = (self.net.shape.embedding_dim as usize, self.net.shape.input_dim as usize);
+        let mut grad_t = vec![0f32; input_dim * width];
+        for batch in batches {
+            let Some(leaf) = &batch.leaf else { continue };
+            let grad = leaf.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let grad = Vec::<f32>::try_from(&grad.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?;
+            sparse_linear::add_rows_transpose_times_dense(batch.matrix, &batch.rows, &grad, width, &mut grad_t);
+        }
+        let grad = Tensor::f_from_slice(&grad_t)?.f_view([input_dim as i64, width as i64])?.f_tr()?.f_to_device(weight.device())?;
+        weight.f_mul(&grad)?.f_sum(Kind::Float)?.backward();
+        Ok(())
+    }
+}
+
+/// `X[rows]` as a dense tensor built on `device` from the non-zeros alone.
+pub(crate) fn dense_rows(matrix: &CsrMatrix, rows: &[usize], device: Device) -> Result<Tensor> {
+    let (r, c, v) = sparse_linear::rows_coordinates(matrix, rows);
+    let dense = Tensor::f_zeros([rows.len() as i64, matrix.n_cols() as i64], (Kind::Float, device))?;
+    let index = [Some(Tensor::f_from_slice(&r)?.f_to_device(device)?), Some(Tensor::f_from_slice(&c)?.f_to_device(device)?)];
+    Ok(dense.f_index_put(&index, &Tensor::f_from_slice(&v)?.f_to_device(device)?, false)?)
+}
+
+/// The weights the L1 penalty applies to, in a fixed (name) order so that the sum, and with it
+/// the whole run, is reproducible.
+fn penalised_weights(vs: &nn::VarStore) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".weight") && !name.contains(".norm."))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Early stop on a converged center loss.
+struct ConvergenceWatch {
+    previous: Option<f64>,
+    quiet_steps: usize,
+    patience: usize,
+    tolerance: f64,
+}
+
+impl ConvergenceWatch {
+    fn new(patience: usize, tolerance: f64) -> Self {
+        ConvergenceWatch { previous: None, quiet_steps: 0, patience, tolerance }
+    }
+
+    /// Records a step's center loss; true when it has been still for `patience` steps.
+    fn converged(&mut self, loss: f64) -> bool {
+        if let Some(previous) = self.previous {
+            let change = (loss - previous).abs() / previous.abs().max(1e-12);
+            self.quiet_steps = if change < self.tolerance { self.quiet_steps + 1 } else { 0 };
+        }
+        self.previous = Some(loss);
+        self.patience > 0 && self.quiet_steps >= self.patience
+    }
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.f_double_value(&[])?)
+}
+
+fn class_codes(labels: &Labels, rows: &[usize], device: Device) -> Result<Tensor> {
+    let codes: Vec<i64> = rows.iter().map(|&r| labels.codes()[r] as i64).collect();
+    Ok(Tensor::f_from_slice(&codes)?.f_to_device(device)?)
+}
+
+/// Mean reference embedding of each class: where the centers start when the center loss begins.
+fn class_means(encoder: &Encoder<'_>, data: &TrainingData<'_>, device: Device) -> Result<Tensor> {
+    tch::no_grad(|| {
+        let classes = data.labels.classes().len() as i64;
+        let width = encoder.net.shape.embedding_dim;
+        let mut sums = Tensor::f_zeros([classes, width], (Kind::Float, device))?;
+        let mut counts = Tensor::f_zeros([classes], (Kind::Float, device))?;
+        let rows: Vec<usize> = (0..data.reference.n_rows()).collect();
+        for chunk in rows.chunks(4096) {
+            let z = encoder.encode(data.reference, chunk.to_vec(), false)?.z;
+            let y = class_codes(data.labels, chunk, device)?;
+            sums = sums.f_index_add(0, &y, &z)?;
+            counts = counts.f_index_add(0, &y, &y.f_ones_like()?.f_to_kind(Kind::Float)?)?;
+        }
+        Ok(sums.f_div(&counts.f_clamp_min(1.0)?.f_unsqueeze(1)?)?)
+    })
+}
+
+/// Trains the network. Reports every step to `progress` (whose error stops training, e.g. on
+/// Ctrl-C) with the step's losses.
+pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute, progress: &mut dyn ProgressSink) -> Result<TrainedModel> {
+    data.validate()?;
+    config.validate()?;
+    let device = compute.device;
+    tch::manual_seed(config.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let shape = NetworkShape {
+        input_dim: data.reference.n_cols() as i64,
+        embedding_dim: config.embedding_dim,
+        context_dim: 64,
+        n_classes: data.labels.classes().len() as i64,
+    };
+    let net = CellPredXNet::new(&vs.root(), shape);
+    let mut optimizer = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false }
+        .build(&vs, config.learning_rate)?;
+    let penalised = penalised_weights(&vs);
+    let mut rng = SplitMix64::new(config.seed);
+    let mut reference_sampler = EpochSampler::new(data.reference.n_rows());
+    let mut query_sampler = EpochSampler::new(data.query.n_rows());
+    let reference_batch = config.batch_size.min(data.reference.n_rows());
+    let query_batch = config.batch_size.min(data.query.n_rows());
+    let k = data.query_graph.neighbours.ncols();
+    let lr_drop_step = (config.max_steps as f64 * config.lr_drop_at).ceil() as usize;
+
+    let mut centers: Option<Tensor> = None;
+    let mut watch = ConvergenceWatch::new(config.early_stop_patience, config.early_stop_tolerance);
+    let mut history = Vec::with_capacity(config.max_steps);
+    let mut stop = StopReason::MaxSteps;
+
+    for step in 1..=config.max_steps {
+        let learning_rate = if step > lr_drop_step { config.learning_rate * 0.1 } else { config.learning_rate };
+        optimizer.set_lr(learning_rate);
+        let reference_rows = reference_sampler.batch(reference_batch, &mut rng);
+        let query_rows = query_sampler.batch(query_batch, &mut rng);
+        let neighbour_rows: Vec<usize> =
+            query_rows.iter().map(|&q| data.query_graph.neighbours[[q, rng.below(k)]] as usize).collect();
+
+        let encoder = Encoder::new(&net, compute)?;
+        let labels = class_codes(data.labels, &reference_rows, device)?;
+        let a = encoder.encode(data.reference, reference_rows, true)?;
+        let b = encoder.encode(data.query, query_rows, true)?;
+        let logits_a = net.classify(&a.z);
+        let cross_entropy = losses::cross_entropy(&logits_a, &labels)?;
+        let mut total = cross_entropy.shallow_clone();
+        let mut add = |loss: Tensor, weight: f64| -> Result<Option<f64>> {
+            let value = scalar(&loss)?;
+            total = total.f_add(&loss.f_mul_scalar(weight)?)?;
+            Ok(Some(value))
+        };
+
+        let l1 = if config.l1_weight > 0.0 { add(losses::l1_penalty(&penalised)?, config.l1_weight)? } else { None };
+        let projection = if config.projection_weight > 0.0 {
+            add(losses::projection_regularization(&a.z, &b.z)?, config.projection_weight)?
+        } else {
+            None
+        };
+        let alignment = if config.alignment_weight > 0.0 {
+            add(losses::feature_alignment(&a.z, &b.z, config.alignment_keep, config.alignment_hinge)?, config.alignment_weight)?
+        } else {
+            None
+        };
+        let neighbours = if config.contrastive_weight > 0.0 { Some(encoder.encode(data.query, neighbour_rows, true)?) } else { None };
+        let contrastive = match &neighbours {
+            Some(n) => add(losses::neighbourhood_contrastive(&b.z, &n.z, config.temperature)?, config.contrastive_weight)?,
+            None => None,
+        };
+        let mut center_inputs = None;
+        let center = if config.center_weight > 0.0 && step > config.center_warmup {
+            if centers.is_none() {
+                centers = Some(class_means(&encoder, data, device)?);
+            }
+            let current = centers.as_ref().map(|c| c.shallow_clone()).unwrap_or_else(|| Tensor::from(0f32));
+            let (z, weights, y) = center_batch(&net, &a.z, &labels, &b.z, config.pseudo_label_quantile)?;
+            let loss = losses::sparse_center(&z, &weights, &y, &current, config.center_weighting)?;
+            center_inputs = Some((z, weights, y));
+            add(loss, config.center_weight)?
+        } else {
+            None
+        };
+
+        optimizer.zero_grad();
+        total.backward();
+        let mut batches = vec![&a, &b];
+        batches.extend(neighbours.as_ref());
+        encoder.backward_first_layer(&batches)?;
+        optimizer.step();
+
+        if let (Some((z, weights, y)), Some(current)) = (center_inputs, centers.as_ref()) {
+            let moved = losses::update_centers(&z.f_detach()?, &weights.f_detach()?, &y, current, config.center_step, config.center_weighting)?;
+            centers = Some(moved);
+        }
+
+        let record = StepRecord {
+            step,
+            learning_rate,
+            total: scalar(&total)?,
+            cross_entropy: scalar(&cross_entropy)?,
+            projection,
+            l1,
+            alignment,
+            contrastive,
+            center,
+        };
+        if !record.total.is_finite() {
+            return Err(CellPredXError::invalid(format!(
+                "training diverged at step {step} (loss {}); lower learning_rate (now {learning_rate}) or the loss weights",
+                record.total
+            )));
+        }
+        let converged = record.center.is_some_and(|loss| watch.converged(loss));
+        let metrics = [("loss", record.total), ("ce", record.cross_entropy)];
+        history.push(record);
+        progress.report(&ProgressEvent { stage: "training", done: step, total: config.max_steps, metrics: &metrics })?;
+        if converged {
+            stop = StopReason::CenterLossConverged;
+            break;
+        }
+    }
+    Ok(TrainedModel { vs, net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers })
+}
+
+/// The cells of the center loss: all reference cells with their labels, and the query cells of
+/// the batch whose confidence reaches the quantile, with their pseudo-labels.
+fn center_batch(net: &CellPredXNet, z_ref: &Tensor, labels: &Tensor, z_query: &Tensor, quantile: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let (confidence, pseudo) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+        let probabilities = net.classify(z_query).f_softmax(-1, Kind::Float)?;
+        Ok(probabilities.f_max_dim(1, false)?)
+    })?;
+    let cut = confidence.f_quantile_scalar(quantile, None, false, "linear")?;
+    let kept = confidence.f_ge_tensor(&cut)?.f_nonzero()?.f_squeeze_dim(1)?;
+    let z = Tensor::f_cat(&[z_ref, &z_query.f_index_select(0, &kept)?], 0)?;
+    let y = Tensor::f_cat(&[labels, &pseudo.f_index_select(0, &kept)?], 0)?;
+    let weights = net.attention(&z, true)?;
+    Ok((z, weights, y))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::graph::{knn_graph, Metric};
+    use crate::progress::Silent;
+    use ndarray::Array2;
+
+    /// Two well-separated cell types in 120 features; the query is the same two types with a
+    /// shifted scale (another "protocol"). Deterministic, no RNG crate needed.
+    pub(crate) fn toy_pair(n_ref: usize, n_query: usize) -> (CsrMatrix, Labels, CsrMatrix) {
+        let features = 120;
+        let make = |n: usize, scale: f32, salt: u64| {
+            let mut rng = SplitMix64::new(salt);
+            let mut dense = vec![0f32; n * features];
+            for cell in 0..n {
+                let class = cell % 2;
+                for f in 0..features {
+                    let marker = (f < 60) == (class == 0);
+                    let p = if marker { 0.6 } else { 0.1 };
+                    if rng.uniform() < p {
+                        dense[cell * features + f] = scale * (1.0 + rng.uniform() as f32);
+                    }
+                }
+            }
+            CsrMatrix::from_dense_row_major(n, features, &dense).unwrap()
+        };
+        let reference = make(n_ref, 1.0, 11);
+        let query = make(n_query, 1.5, 12);
+        let names: Vec<&str> = (0..n_ref).map(|c| if c % 2 == 0 { "alpha" } else { "beta" }).collect();
+        let labels = Labels::encode(names.iter().map(|s| Some(*s)), None).unwrap();
+        (reference, labels, query)
+    }
+
+    pub(crate) fn toy_graph(query: &CsrMatrix) -> KnnGraph {
+        let mut dense = Array2::<f32>::zeros((query.n_rows(), query.n_cols()));
+        for r in 0..query.n_rows() {
+            let (idx, vals) = query.row(r);
+            for (&c, &v) in idx.iter().zip(vals) {
+                dense[[r, c as usize]] = v;
+            }
+        }
+        knn_graph(dense.view(), 5, Metric::Manhattan, &mut Silent).unwrap()
+    }
+
+    pub(crate) fn small_config(steps: usize) -> TrainingConfig {
+        TrainingConfig { max_steps: steps, batch_size: 32, center_warmup: steps / 2, ..TrainingConfig::preset(Scenario::RnaAtacMatched) }
+    }
+
+    fn run(config: &TrainingConfig, compute: Compute) -> TrainedModel {
+        let (reference, labels, query) = toy_pair(80, 60);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        train(&data, config, compute, &mut Silent).unwrap()
+    }
+
+    fn weights(model: &TrainedModel) -> Vec<f32> {
+        let (w, _) = model.net.encoder_parameters();
+        Vec::<f32>::try_from(&w.flatten(0, -1)).unwrap()
+    }
+
+    #[test]
+    fn sparse_first_layer_matches_the_dense_reference() {
+        let config = small_config(30);
+        let sparse = run(&config, Compute::on(Device::Cpu));
+        let dense = run(&config, Compute { device: Device::Cpu, first_layer: FirstLayer::Dense });
+        for (s, d) in sparse.history.iter().zip(&dense.history) {
+            assert!((s.total - d.total).abs() < 1e-4 * (1.0 + d.total.abs()), "step {}: {} vs {}", s.step, s.total, d.total);
+        }
+        let max_diff = weights(&sparse).iter().zip(weights(&dense)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max_diff < 1e-4, "encoder weights differ by {max_diff}");
+    }
+
+    #[test]
+    fn same_seed_same_run_other_seed_other_run() {
+        let config = small_config(25);
+        let (a, b) = (run(&config, Compute::on(Device::Cpu)), run(&config, Compute::on(Device::Cpu)));
+        assert_eq!(a.history, b.history);
+        assert_eq!(weights(&a), weights(&b));
+        let c = run(&TrainingConfig { seed: 1, ..config }, Compute::on(Device::Cpu));
+        assert_ne!(weights(&a), weights(&c));
+    }
+
+    #[test]
+    fn every_loss_is_recorded_and_the_center_loss_waits_for_its_warmup() {
+        let model = run(&small_config(20), Compute::on(Device::Cpu));
+        assert_eq!(model.history.len(), 20);
+        let first = &model.history[0];
+        assert!(first.alignment.is_some() && first.contrastive.is_some() && first.projection.is_some() && first.l1.is_some());
+        assert!(model.history[..10].iter().all(|r| r.center.is_none()));
+        assert!(model.history[10..].iter().all(|r| r.center.is_some()));
+        assert!(model.centers().is_some());
+        assert_eq!(model.history[9].learning_rate, 0.01);
+        assert!((model.history[10].learning_rate - 0.001).abs() < 1e-12);
+        let ce_start = model.history[..3].iter().map(|r| r.cross_entropy).sum::<f64>();
+        let ce_end = model.history[17..].iter().map(|r| r.cross_entropy).sum::<f64>();
+        assert!(ce_end < ce_start, "cross-entropy did not fall: {ce_start} -> {ce_end}");
+    }
+
+    #[test]
+    fn a_zero_weight_removes_its_loss() {
+        let config = TrainingConfig { alignment_weight: 0.0, contrastive_weight: 0.0, center_weight: 0.0, projection_weight: 0.0, ..small_config(12) };
+        let model = run(&config, Compute::on(Device::Cpu));
+        assert!(model.history.iter().all(|r| r.alignment.is_none() && r.contrastive.is_none() && r.center.is_none() && r.projection.is_none()));
+        assert!(model.centers().is_none());
+    }
+
+    #[test]
+    fn the_center_loss_stops_training_once_it_is_still() {
+        let mut watch = ConvergenceWatch::new(3, 1e-4);
+        let losses = [1.0, 0.5, 0.5, 0.50001, 0.5, 0.5];
+        let stops: Vec<bool> = losses.iter().map(|&l| watch.converged(l)).collect();
+        assert_eq!(stops, [false, false, false, false, true, true]);
+        let mut disabled = ConvergenceWatch::new(0, 1e-4);
+        assert!(!(0..50).any(|_| disabled.converged(1.0)));
+
+        // A tolerance no change can pass stops training right after warm-up plus the patience.
+        let config = TrainingConfig { early_stop_patience: 3, early_stop_tolerance: f64::INFINITY, ..small_config(40) };
+        let model = run(&config, Compute::on(Device::Cpu));
+        assert_eq!(model.stop, StopReason::CenterLossConverged);
+        assert_eq!(model.history.len(), 20 + 4);
+    }
+
+    #[test]
+    fn bad_inputs_and_settings_are_explained() {
+        let (reference, labels, query) = toy_pair(20, 10);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &reference, query_graph: &graph };
+        let err = train(&data, &small_config(5), Compute::on(Device::Cpu), &mut Silent).err().unwrap().to_string();
+        assert!(err.contains("rows of the query neighbour graph: expected 20, got 10"), "{err}");
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        let bad = TrainingConfig { temperature: 0.0, ..small_config(5) };
+        let err = train(&data, &bad, Compute::on(Device::Cpu), &mut Silent).err().unwrap().to_string();
+        assert_eq!(err, "temperature must be a finite number > 0, not 0");
+        let one_type = Labels::encode((0..20).map(|_| Some("T")), None).unwrap();
+        let data = TrainingData { reference: &reference, labels: &one_type, query: &query, query_graph: &graph };
+        let err = train(&data, &small_config(5), Compute::on(Device::Cpu), &mut Silent).err().unwrap().to_string();
+        assert!(err.contains("single cell type (\"T\")"), "{err}");
+        assert!("rna_atac".parse::<Scenario>().unwrap_err().to_string().contains("rna_atac_matched"));
+    }
+}
