@@ -324,11 +324,10 @@ fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
+        let pivot_row = a[col];
         for row in col + 1..3 {
-            let f = a[row][col] / a[col][col];
-            for k in col..3 {
-                a[row][k] -= f * a[col][k];
-            }
+            let f = a[row][col] / pivot_row[col];
+            a[row][col..].iter_mut().zip(&pivot_row[col..]).for_each(|(x, p)| *x -= f * p);
             b[row] -= f * b[col];
         }
     }
@@ -819,7 +818,7 @@ mod tests {
         assert_close(&sa, &sb, 1e-4);
     }
 
-    /// Timing only: `cargo test --release -p cellpredx svd_timing -- --ignored --nocapture`.
+    /// Timing only: `cargo test --release -p cellpredx timing -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn svd_timing() {
@@ -828,5 +827,16 @@ mod tests {
         let svd = randomized_svd(&m, 50, true, 0).unwrap();
         println!("randomized_svd k = 50 of 10,000 × 25,000 ({} non-zeros), {} threads: {:.2?}", m.nnz(), runtime::threads(), start.elapsed());
         assert_eq!(svd.k, 50);
+    }
+
+    /// Timing only: the loess is quadratic in the number of features.
+    #[test]
+    #[ignore]
+    fn hvg_timing() {
+        let m = random_sparse(2_000, 30_000, 0.05, 13);
+        let start = std::time::Instant::now();
+        let top = highly_variable_features(&m, 2000);
+        println!("highly_variable_features of 2,000 × 30,000, {} threads: {:.2?}", runtime::threads(), start.elapsed());
+        assert_eq!(top.len(), 2000);
     }
 }
