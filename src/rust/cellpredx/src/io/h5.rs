@@ -74,35 +74,37 @@ fn tenx(file: &File) -> Checked<Dataset> {
 fn anndata(file: &File) -> Checked<Dataset> {
     let cells = dataframe_index(&dataframe(file, "obs")?)?;
     let features = dataframe_index(&dataframe(file, "var")?)?;
-    let matrix = anndata_x(file)?;
-    expect_names(cells.len(), matrix.n_rows(), "'obs'", "cells (rows of X)")?;
-    expect_names(features.len(), matrix.n_cols(), "'var'", "features (columns of X)")?;
+    let matrix = anndata_x(file, [cells.len(), features.len()])?;
     Ok(Dataset { matrix, features: make_unique(features), cells })
 }
 
-fn anndata_x(file: &File) -> Checked<CsrMatrix> {
+/// `X`, once its shape is known to match `obs` and `var` (which also keeps a corrupt shape from
+/// sizing allocations).
+fn anndata_x(file: &File, names: [usize; 2]) -> Checked<CsrMatrix> {
     if !file.link_exists("X") {
         return Err("not an AnnData file: no 'X'".into());
     }
     match file.loc_type_by_name("X") {
-        Ok(LocationType::Dataset) => dense_matrix(&dataset(file, "X")?),
-        Ok(LocationType::Group) => sparse_matrix(&group(file, "X")?),
+        Ok(LocationType::Dataset) => dense_matrix(&dataset(file, "X")?, names),
+        Ok(LocationType::Group) => sparse_matrix(&group(file, "X")?, names),
         _ => Err("'X' is neither a dataset nor a group".into()),
     }
 }
 
-fn sparse_matrix(x: &Group) -> Checked<CsrMatrix> {
+fn sparse_matrix(x: &Group, names: [usize; 2]) -> Checked<CsrMatrix> {
     // AnnData 0.8+ writes `encoding-type`; 0.7 wrote h5sparse's attributes.
     let encoding = match text_attribute(x, "encoding-type")? {
         Some(encoding) => encoding,
         None => text_attribute(x, "h5sparse_format")?.unwrap_or_default(),
     };
-    let shape_name = if x.attr_names().unwrap_or_default().iter().any(|a| a == "shape") { "shape" } else { "h5sparse_shape" };
+    let shape_name =
+        if x.attr_names().unwrap_or_default().iter().any(|a| a == "shape") { "shape" } else { "h5sparse_shape" };
     let shape = match x.attr(shape_name) {
         Ok(attr) => numbers::<i64>(&attr, &format!("attribute '{shape_name}' of 'X'"))?,
         Err(_) => return Err("'X' is a sparse matrix without a 'shape' attribute".into()),
     };
     let [n_cells, n_features] = two_dimensions(&shape, "'X'")?;
+    expect_obs_var(names, [n_cells, n_features])?;
     let (indptr, indices, values) = compressed_parts(x)?;
     match encoding.as_str() {
         "csr_matrix" | "csr" => Ok(csr_from_parts(n_cells, n_features, indptr, indices, values)?),
@@ -130,17 +132,18 @@ fn expand_pointers(indptr: &[usize], n_outer: usize, nnz: usize) -> Checked<Vec<
         if w[1] < w[0] {
             return Err(format!("'X/indptr' decreases at position {}", j + 1));
         }
-        outer.extend(std::iter::repeat(j as u32).take(w[1] - w[0]));
+        outer.extend(std::iter::repeat_n(j as u32, w[1] - w[0]));
     }
     Ok(outer)
 }
 
 /// Reads a dense cells × features `X` a block of rows at a time, so that only the sparse result
 /// is ever held whole.
-fn dense_matrix(x: &hdf5::Dataset) -> Checked<CsrMatrix> {
+fn dense_matrix(x: &hdf5::Dataset, names: [usize; 2]) -> Checked<CsrMatrix> {
     let &[n_rows, n_cols] = x.shape().as_slice() else {
         return Err(format!("'X' has {} dimensions; expected 2 (cells × features)", x.ndim()));
     };
+    expect_obs_var(names, [n_rows, n_cols])?;
     let rows_per_block = ((1usize << 22) / n_cols.max(1)).max(1);
     let mut indptr = Vec::with_capacity(n_rows + 1);
     let (mut indices, mut values) = (Vec::new(), Vec::new());
@@ -332,6 +335,11 @@ fn two_dimensions(shape: &[i64], what: &str) -> Checked<[usize; 2]> {
     }
 }
 
+fn expect_obs_var([n_obs, n_var]: [usize; 2], [n_rows, n_cols]: [usize; 2]) -> Checked<()> {
+    expect_names(n_obs, n_rows, "'obs'", "cells (rows of X)")?;
+    expect_names(n_var, n_cols, "'var'", "features (columns of X)")
+}
+
 fn expect_names(found: usize, expected: usize, source: &str, what: &str) -> Checked<()> {
     if found == expected {
         return Ok(());
@@ -363,8 +371,8 @@ mod tests {
         put(g, name, &values);
     }
 
-    fn put_fixed_text(g: &Group, name: &str, values: &[&str]) {
-        let values: Vec<FixedAscii<8>> = values.iter().map(|v| FixedAscii::from_ascii(v).unwrap()).collect();
+    fn put_fixed_text<const N: usize>(g: &Group, name: &str, values: &[&str]) {
+        let values: Vec<FixedAscii<N>> = values.iter().map(|v| FixedAscii::from_ascii(v).unwrap()).collect();
         put(g, name, &values);
     }
 
@@ -388,10 +396,10 @@ mod tests {
         let matrix = file.create_group("matrix").unwrap();
         put_compressed(&matrix, &[0, 2, 3, 5], &[0, 2, 3, 0, 1], &[1.0, 2.0, 3.0, 4.0, 5.0]);
         put(&matrix, "shape", &[4i32, 3]);
-        put_fixed_text(&matrix, "barcodes", &["c1", "c2", "c3"]);
+        put_fixed_text::<8>(&matrix, "barcodes", &["c1", "c2", "c3"]);
         let features = matrix.create_group("features").unwrap();
-        put_fixed_text(&features, "id", &["E1", "E2", "E3", "E4"]);
-        put_fixed_text(&features, "name", &["g1", "g2", "g2", "g4"]);
+        put_fixed_text::<8>(&features, "id", &["E1", "E2", "E3", "E4"]);
+        put_fixed_text::<8>(&features, "name", &["g1", "g2", "g2", "g4"]);
     }
 
     #[derive(Clone, Copy)]
@@ -458,13 +466,14 @@ mod tests {
             let genome = file.create_group("GRCh38").unwrap();
             put_compressed(&genome, &[0, 2, 3, 5], &[0, 2, 3, 0, 1], &[1.0, 2.0, 3.0, 4.0, 5.0]);
             put(&genome, "shape", &[4i64, 3]);
-            put_text(&genome, "barcodes", &["c1", "c2", "c3"]);
+            put_fixed_text::<20>(&genome, "barcodes", &["AAACCCAAGACAAGCC-1", "c2", "c3"]);
             put_text(&genome, "genes", &["E1", "E2", "E3", "E4"]);
             put_text(&genome, "gene_names", &["g1", "g2", "g3", "g4"]);
         });
         let dataset = read_dataset(&path).unwrap();
         assert_eq!(dataset.matrix, expected());
         assert_eq!(dataset.features, ["g1", "g2", "g3", "g4"]);
+        assert_eq!(dataset.cells, ["AAACCCAAGACAAGCC-1", "c2", "c3"]);
     }
 
     #[test]
@@ -534,5 +543,18 @@ mod tests {
         });
         let err = read_dataset(&path).unwrap_err().to_string();
         assert!(err.contains("bad-index.h5ad: cell index 7 is outside 0..3"), "{err}");
+
+        let path = fixture("fewer-genes.h5ad", |path| {
+            h5ad(path, Layout::Dense);
+            let file = File::open_rw(path).unwrap();
+            let var = file.group("var").unwrap();
+            var.unlink("gene_ids").unwrap();
+            put_text(&var, "gene_ids", &["g1", "g2", "g3"]);
+        });
+        let err = read_dataset(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("fewer-genes.h5ad: 'var' has 3 entries but the matrix has 4 features (columns of X)"),
+            "{err}"
+        );
     }
 }

@@ -141,7 +141,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
@@ -152,7 +152,21 @@ fn thousands(n: usize) -> String {
 /// Builds a cells × features matrix from entries in any order with a counting sort by cell:
 /// linear in the number of entries, and entries that arrive sorted (as R and scipy write them)
 /// need no further sorting.
-fn csr_from_triplets(n_rows: usize, n_cols: usize, rows: &[u32], cols: &[u32], values: &[f32]) -> std::result::Result<CsrMatrix, String> {
+fn csr_from_triplets(
+    n_rows: usize,
+    n_cols: usize,
+    rows: &[u32],
+    cols: &[u32],
+    values: &[f32],
+) -> std::result::Result<CsrMatrix, String> {
+    if cols.len() != rows.len() || values.len() != rows.len() {
+        return Err(format!(
+            "{} cell indices, {} feature indices and {} values; expected as many of each",
+            rows.len(),
+            cols.len(),
+            values.len()
+        ));
+    }
     if let Some(&r) = rows.iter().find(|&&r| r as usize >= n_rows) {
         return Err(format!("cell index {r} is outside 0..{n_rows}"));
     }
@@ -319,6 +333,28 @@ mod tests {
         let labels = read_cell_labels(&dir, "cell_type", &dataset.cells).unwrap();
         let types: HashSet<&String> = labels.iter().collect();
         assert_eq!(types.len(), 9);
+    }
+
+    #[test]
+    fn every_shared_dataset_reads_and_its_metadata_covers_its_cells() {
+        let Some(data) = shared_data() else {
+            eprintln!("note: shared data not found (set CELLPREDX_DATA); skipping");
+            return;
+        };
+        let dirs = std::fs::read_dir(&data).unwrap().flatten().filter(|e| e.path().is_dir());
+        for collection in dirs {
+            for dir in std::fs::read_dir(collection.path()).unwrap().flatten().map(|e| e.path()) {
+                if find_in_dir(&dir, &["matrix.mtx.gz", "matrix.mtx"]).is_none() {
+                    continue;
+                }
+                let dataset = read_dataset(&dir).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(dataset.matrix.count_invalid_values().0, 0, "{}", dir.display());
+                if dir.join("metadata.tsv").is_file() {
+                    let labels = read_cell_labels(&dir, "cell_type", &dataset.cells).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(labels.len(), dataset.cells.len());
+                }
+            }
+        }
     }
 
     /// `cargo test --release -p cellpredx io::tests::snareseq_peaks_read_time -- --nocapture`

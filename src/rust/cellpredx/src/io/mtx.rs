@@ -9,10 +9,10 @@ use std::path::Path;
 pub(super) fn read_mtx_dir(dir: &Path) -> Result<Dataset> {
     let missing = |what: &str| CellPredXError::invalid(format!("{} has no {what}", dir.display()));
     let matrix_path = find_in_dir(dir, &["matrix.mtx.gz", "matrix.mtx"]).ok_or_else(|| missing("matrix.mtx(.gz)"))?;
-    let features_path =
-        find_in_dir(dir, &["features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"])
-            .ok_or_else(|| missing("features.tsv(.gz) or genes.tsv(.gz)"))?;
-    let barcodes_path = find_in_dir(dir, &["barcodes.tsv.gz", "barcodes.tsv"]).ok_or_else(|| missing("barcodes.tsv(.gz)"))?;
+    let features_path = find_in_dir(dir, &["features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"])
+        .ok_or_else(|| missing("features.tsv(.gz) or genes.tsv(.gz)"))?;
+    let barcodes_path =
+        find_in_dir(dir, &["barcodes.tsv.gz", "barcodes.tsv"]).ok_or_else(|| missing("barcodes.tsv(.gz)"))?;
 
     let in_matrix_file = |msg: String| CellPredXError::invalid(format!("{}: {msg}", matrix_path.display()));
     let entries = parse_coordinate(&read_maybe_gzip(&matrix_path)?).map_err(in_matrix_file)?;
@@ -31,8 +31,9 @@ pub(super) fn read_mtx_dir(dir: &Path) -> Result<Dataset> {
             )));
         }
     }
-    let matrix = csr_from_triplets(entries.n_cells, entries.n_features, &entries.cells, &entries.features, &entries.values)
-        .map_err(in_matrix_file)?;
+    let matrix =
+        csr_from_triplets(entries.n_cells, entries.n_features, &entries.cells, &entries.features, &entries.values)
+            .map_err(in_matrix_file)?;
     Ok(Dataset { matrix, features, cells })
 }
 
@@ -53,17 +54,25 @@ enum Field {
 }
 
 fn parse_coordinate(bytes: &[u8]) -> std::result::Result<Entries, String> {
-    let mut lines = bytes.split(|&b| b == b'\n').enumerate().map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)));
+    let mut lines =
+        bytes.split(|&b| b == b'\n').enumerate().map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)));
     let field = parse_header(lines.next().map_or(&[][..], |(_, line)| line))?;
     let mut content = lines.filter(|(_, line)| !line.starts_with(b"%") && !line.iter().all(u8::is_ascii_whitespace));
 
     let (size_line, size) = content.next().ok_or("the size line (rows, columns, entries) is missing")?;
-    let size: Vec<u64> = tokens(size).map(parse_index).collect::<Option<Vec<u64>>>().filter(|s| s.len() == 3).ok_or_else(|| {
-        format!("line {size_line} should hold the number of rows, columns and entries, holds '{}'", String::from_utf8_lossy(size))
-    })?;
+    let size: Vec<u64> =
+        tokens(size).map(parse_index).collect::<Option<Vec<u64>>>().filter(|s| s.len() == 3).ok_or_else(|| {
+            format!(
+                "line {size_line} should hold the number of rows, columns and entries, holds '{}'",
+                String::from_utf8_lossy(size)
+            )
+        })?;
     let too_large = |n: u64| n > u64::from(u32::MAX);
     if too_large(size[0]) || too_large(size[1]) {
-        return Err(format!("line {size_line}: {} × {} is too large (at most 2^32 - 1 rows and columns)", size[0], size[1]));
+        return Err(format!(
+            "line {size_line}: {} × {} is too large (at most 2^32 - 1 rows and columns)",
+            size[0], size[1]
+        ));
     }
     let (n_features, n_cells, declared) = (size[0] as usize, size[1] as usize, size[2]);
 
@@ -79,7 +88,10 @@ fn parse_coordinate(bytes: &[u8]) -> std::result::Result<Entries, String> {
     };
     for (line_number, line) in content {
         if entries.values.len() as u64 == declared {
-            return Err(format!("line {line_number}: more entries than the {} declared in the size line", thousands(declared as usize)));
+            return Err(format!(
+                "line {line_number}: more entries than the {} declared in the size line",
+                thousands(declared as usize)
+            ));
         }
         let bad_line = || {
             let expected = if field == Field::Pattern { "row and column" } else { "row, column and value" };
@@ -171,7 +183,8 @@ enum NameColumn {
 /// One name per line: blank lines at the end are ignored, blank lines inside are refused.
 fn read_name_column(path: &Path, column: NameColumn) -> Result<Vec<String>> {
     let bytes = read_maybe_gzip(path)?;
-    let text = String::from_utf8(bytes).map_err(|_| CellPredXError::invalid(format!("{} is not UTF-8 text", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CellPredXError::invalid(format!("{} is not UTF-8 text", path.display())))?;
     let mut lines: Vec<&str> = text.lines().collect();
     while lines.last().is_some_and(|l| l.trim().is_empty()) {
         lines.pop();
@@ -256,7 +269,12 @@ mod tests {
 
     #[test]
     fn entries_in_any_order_and_real_values_are_read() {
-        let dir = write_dir("mtx-shuffled", &mtx("real", &ENTRIES_SHUFFLED.replace(" 5\n", " 5.0e0\n")), "g1\ng2\ng3\n", false);
+        let dir = write_dir(
+            "mtx-shuffled",
+            &mtx("real", &ENTRIES_SHUFFLED.replace(" 5\n", " 5.0e0\n")),
+            "g1\ng2\ng3\n",
+            false,
+        );
         assert_eq!(read_mtx_dir(&dir).unwrap().matrix, expected());
         let dir = write_dir("mtx-crlf", &mtx("integer", ENTRIES_SHUFFLED).replace('\n', "\r\n"), "g1\ng2\ng3\n", false);
         assert_eq!(read_mtx_dir(&dir).unwrap().matrix, expected());
@@ -264,7 +282,12 @@ mod tests {
 
     #[test]
     fn pattern_matrices_hold_ones() {
-        let dir = write_dir("mtx-pattern", "%%MatrixMarket matrix coordinate pattern general\n3 4 2\n1 1\n3 4\n", "a\nb\nc\n", false);
+        let dir = write_dir(
+            "mtx-pattern",
+            "%%MatrixMarket matrix coordinate pattern general\n3 4 2\n1 1\n3 4\n",
+            "a\nb\nc\n",
+            false,
+        );
         let m = read_mtx_dir(&dir).unwrap().matrix;
         assert_eq!(m, CsrMatrix::try_new(4, 3, vec![0, 1, 1, 1, 2], vec![0, 2], vec![1.0, 1.0]).unwrap());
     }
@@ -295,14 +318,29 @@ mod tests {
             ("%%MatrixMarket matrix coordinate complex general\n3 4 0\n", "'complex' values"),
             ("1 1 1\n", "not a MatrixMarket file"),
             ("%%MatrixMarket matrix coordinate integer general\n3 4\n", "line 2 should hold the number of rows"),
-            ("%%MatrixMarket matrix coordinate integer general\n3 4 2\n1 1 1\n2 x 1\n", "line 4 should hold row, column and value"),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n3 4 2\n1 1 1\n2 x 1\n",
+                "line 4 should hold row, column and value",
+            ),
             ("%%MatrixMarket matrix coordinate integer general\n3 4 2\n1 1 1\n2 2\n", "line 4 should hold"),
             ("%%MatrixMarket matrix coordinate integer general\n3 4 1\n1 1 1 1\n", "line 3 should hold"),
-            ("%%MatrixMarket matrix coordinate integer general\n3 4 1\n4 1 1\n", "line 3: entry (4, 1) is outside the declared 3 × 4 matrix"),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n3 4 1\n4 1 1\n",
+                "line 3: entry (4, 1) is outside the declared 3 × 4 matrix",
+            ),
             ("%%MatrixMarket matrix coordinate integer general\n3 4 1\n0 1 1\n", "entry (0, 1) is outside"),
-            ("%%MatrixMarket matrix coordinate integer general\n3 4 1\n1 1 1\n2 2 2\n", "line 4: more entries than the 1 declared"),
-            ("%%MatrixMarket matrix coordinate integer general\n3 4 3\n1 1 1\n2 2 2\n", "declares 3 entries but the file has 2"),
-            ("%%MatrixMarket matrix coordinate integer general\n3 4 2\n2 3 1\n2 3 2\n", "feature 2 of cell 3 is stored more than once"),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n3 4 1\n1 1 1\n2 2 2\n",
+                "line 4: more entries than the 1 declared",
+            ),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n3 4 3\n1 1 1\n2 2 2\n",
+                "declares 3 entries but the file has 2",
+            ),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n3 4 2\n2 3 1\n2 3 2\n",
+                "feature 2 of cell 3 is stored more than once",
+            ),
         ];
         for (matrix, expected) in cases {
             let dir = write_dir("mtx-bad", matrix, "g1\ng2\ng3\n", false);

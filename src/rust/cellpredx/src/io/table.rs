@@ -23,7 +23,7 @@ impl Table {
                 self.columns.join(", ")
             )));
         };
-        Ok(self.rows.iter().map(|row| row[index].as_str()).collect())
+        Ok(self.rows.iter().map(|row| row.get(index).map_or("", String::as_str)).collect())
     }
 }
 
@@ -76,7 +76,12 @@ pub fn write_table(path: &Path, header: &[&str], rows: impl Iterator<Item = Vec<
     }
 }
 
-fn write_rows(out: &mut impl Write, path: &Path, header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Result<()> {
+fn write_rows(
+    out: &mut impl Write,
+    path: &Path,
+    header: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+) -> Result<()> {
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     for (i, row) in std::iter::once(header).chain(rows).enumerate() {
         if let Some(bad) = row.iter().find(|f| f.contains(['\t', '\n', '\r'])) {
