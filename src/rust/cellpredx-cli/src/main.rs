@@ -6,6 +6,9 @@ use cellpredx::runtime::{self, DeviceChoice};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod evaluate;
+mod transfer;
+
 #[derive(Parser)]
 #[command(name = "cellpredx", version, about = "Cell type annotation by label transfer (CellPredX)")]
 struct Cli {
@@ -24,6 +27,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Transfer labels from an annotated reference to a query and write the predictions.
+    Transfer(transfer::TransferArgs),
+    /// Score predictions against the query's true labels (accuracy, macro-F1, AUROC, OSCR).
+    Evaluate(evaluate::EvaluateArgs),
     /// Time training steps of the network on random minibatches (milliseconds per step).
     BenchStep {
         #[arg(long, default_value_t = 1677)]
@@ -66,6 +73,8 @@ fn run(cli: Cli) -> cellpredx::Result<()> {
             }
             Ok(())
         }
+        Command::Transfer(args) => transfer::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::BenchStep { features, batch, classes, steps, device } => {
             let device = device.parse::<DeviceChoice>()?.resolve()?;
             let shape = NetworkShape::new(features, classes);

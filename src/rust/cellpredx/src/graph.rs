@@ -10,7 +10,8 @@ use crate::runtime;
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Sum of absolute differences, as the authors' code uses.
     Manhattan,

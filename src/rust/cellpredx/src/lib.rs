@@ -19,5 +19,6 @@ pub mod runtime;
 pub mod sparse;
 pub mod sparse_linear;
 pub mod train;
+pub mod transfer;
 
 pub use error::{CellPredXError, Result};

@@ -1,0 +1,145 @@
+# The CellPredX command-line tool on the benchmark pairs of ../shared/BENCHMARKS.md.
+#
+# For each pair, variant and seed: one `cellpredx transfer` (fresh process, so its peak memory is
+# its own) and one `cellpredx evaluate`; one row per run is printed and appended to
+# bench/results/pairs.tsv. Query labels are read only by `evaluate`.
+#
+# Usage (from the repository root, through scripts/with-env, as `make bench` does):
+#   Rscript bench/pairs.R [--pairs P1,P2,...] [--seeds 0,1,2] [--variants full,no_fa,no_cl,no_sc,no_pr]
+#                         [--device cpu|cuda|auto] [--threads N] [--note TEXT] [--out FILE] [-- extra transfer args]
+# The ablation variants run on P1-P4 only (each removes one loss: no_pr removes projection
+# regularisation and its L1 penalty).
+
+args <- commandArgs(trailingOnly = TRUE)
+extra <- character()
+if ("--" %in% args) {
+  cut <- match("--", args)
+  extra <- args[-seq_len(cut)]
+  args <- args[seq_len(cut - 1)]
+}
+option <- function(name, default) {
+  hit <- match(paste0("--", name), args)
+  if (is.na(hit)) default else args[[hit + 1]]
+}
+split <- function(x) strsplit(x, ",", fixed = TRUE)[[1]]
+
+root <- normalizePath(".")
+data_dir <- Sys.getenv("CELLPREDX_DATA", file.path(dirname(root), "shared", "data"))
+if (!dir.exists(data_dir)) stop("benchmark data not found at ", data_dir, "; set CELLPREDX_DATA")
+target <- Sys.getenv("CELLPREDX_TARGET_DIR", file.path(root, "target"))
+cli <- file.path(target, "release", "cellpredx")
+if (!file.exists(cli)) stop(cli, " is missing: run `make bench` (it builds the CLI first)")
+
+pairs_wanted <- split(option("pairs", "P1,P2,P3,P4,P5,P6"))
+seeds <- as.integer(split(option("seeds", "0,1,2")))
+variants <- split(option("variants", "full"))
+device <- option("device", "cpu")
+threads <- option("threads", NA)
+note <- option("note", "")
+out_file <- option("out", file.path(root, "bench", "results", "pairs.tsv"))
+
+variant_args <- list(
+  full = character(),
+  no_fa = c("--alignment-weight", "0"),
+  no_cl = c("--contrastive-weight", "0"),
+  no_sc = c("--center-weight", "0"),
+  no_pr = c("--projection-weight", "0", "--l1-weight", "0")
+)
+unknown <- setdiff(variants, names(variant_args))
+if (length(unknown)) stop("unknown variant(s): ", paste(unknown, collapse = ", "))
+
+snare <- file.path(data_dir, "snareseq_mouse_cortex")
+meta <- function(dir) utils::read.delim(file.path(dir, "metadata.tsv"), check.names = FALSE, stringsAsFactors = FALSE)
+snare_meta <- meta(file.path(snare, "rna"))
+early <- snare_meta$batch %in% c("09A", "09B", "09C", "09D", "09E", "09F")
+not_mis <- snare_meta$cell_type != "Mis"
+
+pairs <- list(
+  P1 = list(scenario = "rna_atac_matched", ref = file.path(snare, "rna"), query = file.path(snare, "atac_gene_activity"),
+            ref_cells = snare_meta$cell_id[not_mis], query_cells = snare_meta$cell_id[not_mis]),
+  P2 = list(scenario = "rna_atac_unmatched", ref = file.path(snare, "rna"), query = file.path(snare, "atac_gene_activity"),
+            ref_cells = snare_meta$cell_id[not_mis & early], query_cells = snare_meta$cell_id[not_mis & !early]),
+  P3 = list(scenario = "atac_atac", ref = file.path(snare, "atac_peaks"), query = file.path(snare, "atac_peaks"),
+            ref_cells = snare_meta$cell_id[not_mis & early], query_cells = snare_meta$cell_id[not_mis & !early]),
+  P4 = list(scenario = "rna_rna", ref = file.path(data_dir, "cite_asap_adt", "citeseq"),
+            query = file.path(data_dir, "cite_asap_adt", "asapseq")),
+  P5 = list(scenario = "rna_rna", ref = file.path(data_dir, "pbmc3k_seurat", "rna"),
+            query = file.path(data_dir, "garnett_pbmc_facs_800", "rna"),
+            map = data.frame(from = c("B", "Naive CD4 T", "Memory CD4 T", "CD8 T"),
+                             to = c("B cells", "CD4 T cells", "CD4 T cells", "CD8 T cells"))),
+  P6 = list(scenario = "rna_rna", ref = file.path(data_dir, "scclassify_pancreas_xin_wang", "xin"),
+            query = file.path(data_dir, "scclassify_pancreas_xin_wang", "wang"))
+)
+unknown <- setdiff(pairs_wanted, names(pairs))
+if (length(unknown)) stop("unknown pair(s): ", paste(unknown, collapse = ", "))
+
+work <- tempfile("cellpredx-bench-")
+dir.create(work)
+on.exit(unlink(work, recursive = TRUE), add = TRUE)
+
+write_lines <- function(x, name) {
+  path <- file.path(work, name)
+  writeLines(x, path)
+  path
+}
+
+run_cli <- function(cli_args, log) {
+  status <- system2(cli, cli_args, stdout = log, stderr = log)
+  if (status != 0) {
+    cat(readLines(log), sep = "\n")
+    stop("cellpredx ", cli_args[[1]], " failed (status ", status, ")")
+  }
+}
+
+columns <- c("date", "pair", "tool", "variant", "seed", "accuracy", "macro_f1", "auroc", "oscr", "seconds",
+             "fit_seconds", "peak_rss_mb", "steps", "device", "threads", "cd8_recall", "note")
+if (!file.exists(out_file)) {
+  dir.create(dirname(out_file), showWarnings = FALSE, recursive = TRUE)
+  writeLines(paste(columns, collapse = "\t"), out_file)
+}
+fmt <- function(x, digits = 4) if (is.null(x) || is.na(x)) "NA" else formatC(x, digits = digits, format = "f")
+
+cat(sprintf("CellPredX CLI on %s; seeds %s; variants %s; device %s; results appended to %s\n",
+            paste(pairs_wanted, collapse = ","), paste(seeds, collapse = ","), paste(variants, collapse = ","),
+            device, out_file))
+for (pair_id in pairs_wanted) {
+  pair <- pairs[[pair_id]]
+  pair_variants <- if (pair_id %in% c("P1", "P2", "P3", "P4")) variants else intersect(variants, "full")
+  base <- c("transfer", "--ref", pair$ref, "--query", pair$query, "--scenario", pair$scenario, "--device", device, "--quiet")
+  if (!is.null(pair$ref_cells)) base <- c(base, "--ref-cells", write_lines(pair$ref_cells, paste0(pair_id, "-ref.txt")))
+  if (!is.null(pair$query_cells)) base <- c(base, "--query-cells", write_lines(pair$query_cells, paste0(pair_id, "-query.txt")))
+  if (!is.na(threads)) base <- c("--threads", threads, base)
+  eval_extra <- character()
+  if (!is.null(pair$map)) {
+    map_file <- file.path(work, paste0(pair_id, "-map.tsv"))
+    utils::write.table(pair$map, map_file, sep = "\t", quote = FALSE, row.names = FALSE)
+    eval_extra <- c("--map", map_file)
+  }
+  for (variant in pair_variants) {
+    for (seed in seeds) {
+      out <- file.path(work, paste(pair_id, variant, seed, sep = "-"))
+      log <- paste0(out, ".log")
+      started <- Sys.time()
+      run_cli(c(base, "--out", out, "--seed", seed, variant_args[[variant]], extra), log)
+      seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
+      run <- jsonlite::fromJSON(file.path(out, "run.json"))
+      run_cli(c("evaluate", "--pred", file.path(out, "predictions.tsv"), "--truth", pair$query, "--json", eval_extra),
+              paste0(out, "-eval.json"))
+      score <- jsonlite::fromJSON(paste0(out, "-eval.json"))
+      cd8 <- NA
+      if (pair_id == "P5") {
+        hit <- score$per_type[score$per_type$type == "CD8 T cells", ]
+        if (nrow(hit)) cd8 <- sprintf("%d/%d", hit$correct, hit$support)
+      }
+      row <- c(format(Sys.time(), "%Y-%m-%d %H:%M"), pair_id, "cellpredx-cli", variant, seed,
+               fmt(score$accuracy), fmt(score$macro_f1), fmt(score$auroc), fmt(score$oscr), fmt(seconds, 1),
+               fmt(run$fit_predict_seconds, 1), fmt(run$peak_rss_mb, 0), run$steps, run$device, run$threads,
+               if (is.na(cd8)) "NA" else cd8, gsub("[\t\n]", " ", note))
+      cat(paste(row, collapse = "\t"), "\n", file = out_file, append = TRUE, sep = "")
+      cat(sprintf("%-3s %-6s seed %d: accuracy %s macro-F1 %s AUROC %s OSCR %s | %5.1f s (fit %s s) %s MB, %d steps%s\n",
+                  pair_id, variant, seed, fmt(score$accuracy, 3), fmt(score$macro_f1, 3), fmt(score$auroc, 3),
+                  fmt(score$oscr, 3), seconds, fmt(run$fit_predict_seconds, 1), fmt(run$peak_rss_mb, 0), run$steps,
+                  if (is.na(cd8)) "" else paste0(", CD8 T recall ", cd8)))
+    }
+  }
+}

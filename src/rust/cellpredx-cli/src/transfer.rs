@@ -1,0 +1,321 @@
+//! `cellpredx transfer`: read a labelled reference and a query, run the method, write
+//! predictions, embedding, training history and a run summary.
+
+use cellpredx::graph::Metric;
+use cellpredx::io::{self, Dataset};
+use cellpredx::labels::Labels;
+use cellpredx::losses::CenterWeighting;
+use cellpredx::progress::{ProgressEvent, ProgressSink};
+use cellpredx::runtime::{self, DeviceChoice};
+use cellpredx::train::{Compute, FirstLayer, Scenario};
+use cellpredx::transfer::{self, Side, TransferConfig};
+use cellpredx::{CellPredXError, Result};
+use clap::Args;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Reference dataset: a MatrixMarket directory (matrix.mtx(.gz), features.tsv, barcodes.tsv, metadata.tsv), a 10x .h5 or an .h5ad file.
+    #[arg(long = "ref")]
+    reference: PathBuf,
+    /// Query dataset, in any of the reference's formats. Its labels, if any, are never read.
+    #[arg(long)]
+    query: PathBuf,
+    /// rna_atac_matched, rna_atac_unmatched, atac_atac or rna_rna.
+    #[arg(long)]
+    scenario: String,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Reference cell metadata with the labels (default: the reference directory's metadata.tsv, or the .h5ad's obs).
+    #[arg(long)]
+    ref_labels: Option<PathBuf>,
+    /// Column of the reference metadata that holds the cell types.
+    #[arg(long, default_value = "cell_type")]
+    label_column: String,
+    /// Keep only these reference cells: a file with one cell name per line.
+    #[arg(long)]
+    ref_cells: Option<PathBuf>,
+    /// Keep only these query cells: a file with one cell name per line.
+    #[arg(long)]
+    query_cells: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
+    /// Confidence below which a cell is called "Unknown".
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
+    #[arg(long)]
+    normalization: Option<String>,
+    /// Z-score every feature (dense; for small panels).
+    #[arg(long)]
+    scale: bool,
+    /// Use only the top N highly variable features of each side that both share.
+    #[arg(long)]
+    variable_features: Option<usize>,
+    /// manhattan or cosine, for the query's neighbour graph.
+    #[arg(long)]
+    graph_metric: Option<String>,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// α, weight of the neighbourhood contrastive loss.
+    #[arg(long)]
+    contrastive_weight: Option<f64>,
+    /// β, weight of the feature alignment loss.
+    #[arg(long)]
+    alignment_weight: Option<f64>,
+    /// γ, weight of the sparse center loss.
+    #[arg(long)]
+    center_weight: Option<f64>,
+    /// τ, temperature of the contrastive loss.
+    #[arg(long)]
+    temperature: Option<f64>,
+    #[arg(long)]
+    projection_weight: Option<f64>,
+    #[arg(long)]
+    l1_weight: Option<f64>,
+    /// Steps before the center loss starts.
+    #[arg(long)]
+    center_warmup: Option<usize>,
+    /// raw or mean_one.
+    #[arg(long)]
+    center_weighting: Option<String>,
+    /// Add the authors' hinge term to the feature alignment loss.
+    #[arg(long)]
+    alignment_hinge: bool,
+    /// Compute the first layer densely on CPU too (slower; the reference implementation).
+    #[arg(long)]
+    dense_first_layer: bool,
+}
+
+impl TransferArgs {
+    fn config(&self) -> Result<TransferConfig> {
+        let scenario: Scenario = self.scenario.parse()?;
+        let mut config = TransferConfig::preset(scenario);
+        let p = &mut config.preprocess;
+        if let Some(n) = &self.normalization {
+            p.normalization = n.parse()?;
+        }
+        p.scale = self.scale;
+        p.variable_features = self.variable_features;
+        if let Some(m) = &self.graph_metric {
+            p.graph_metric = m.parse::<Metric>()?;
+        }
+        let t = &mut config.training;
+        t.seed = self.seed;
+        let set = |target: &mut f64, value: Option<f64>| {
+            if let Some(v) = value {
+                *target = v;
+            }
+        };
+        set(&mut t.learning_rate, self.learning_rate);
+        set(&mut t.contrastive_weight, self.contrastive_weight);
+        set(&mut t.alignment_weight, self.alignment_weight);
+        set(&mut t.center_weight, self.center_weight);
+        set(&mut t.temperature, self.temperature);
+        set(&mut t.projection_weight, self.projection_weight);
+        set(&mut t.l1_weight, self.l1_weight);
+        set(&mut config.threshold, self.threshold);
+        if let Some(steps) = self.max_steps {
+            t.max_steps = steps;
+            t.center_warmup = t.center_warmup.min(steps / 4);
+        }
+        t.batch_size = self.batch_size.unwrap_or(t.batch_size);
+        t.center_warmup = self.center_warmup.unwrap_or(t.center_warmup);
+        t.alignment_hinge |= self.alignment_hinge;
+        if let Some(w) = &self.center_weighting {
+            t.center_weighting = match w.as_str() {
+                "raw" => CenterWeighting::Raw,
+                "mean_one" => CenterWeighting::MeanOne,
+                other => return Err(CellPredXError::invalid(format!("--center-weighting must be raw or mean_one, not \"{other}\""))),
+            };
+        }
+        if !(0.0..=1.0).contains(&config.threshold) {
+            return Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {}", config.threshold)));
+        }
+        Ok(config)
+    }
+}
+
+/// Progress on standard error, about once a second.
+struct Console {
+    quiet: bool,
+    last: Option<Instant>,
+}
+
+impl ProgressSink for Console {
+    fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()> {
+        if self.quiet || (event.done < event.total && self.last.is_some_and(|t| t.elapsed().as_secs_f64() < 1.0)) {
+            return Ok(());
+        }
+        self.last = Some(Instant::now());
+        let figures: Vec<String> = event.metrics.iter().map(|(name, v)| format!("{name} {v:.4}")).collect();
+        eprintln!("  {} {}/{} {}", event.stage, event.done, event.total, figures.join(" "));
+        Ok(())
+    }
+}
+
+fn read_cell_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| CellPredXError::io(format!("cannot read {}", path.display()), e))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+/// The dataset restricted to the cells listed in `list` (in the list's order).
+fn keep_cells(dataset: Dataset, list: Option<&Path>) -> Result<Dataset> {
+    let Some(path) = list else { return Ok(dataset) };
+    let wanted = read_cell_list(path)?;
+    let position: HashMap<&str, usize> = dataset.cells.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let rows = wanted
+        .iter()
+        .map(|c| {
+            position.get(c.as_str()).copied().ok_or_else(|| {
+                CellPredXError::invalid(format!("{}: cell '{c}' is not in the dataset", path.display()))
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    if rows.is_empty() {
+        return Err(CellPredXError::invalid(format!("{} lists no cells", path.display())));
+    }
+    Ok(Dataset { matrix: dataset.matrix.select_rows(&rows)?, features: dataset.features, cells: wanted })
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("cannot create {}", path.display()), e))
+}
+
+/// Peak resident memory of this process so far, in MB (Linux; `None` elsewhere).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn float(v: f32) -> String {
+    format!("{v:.6}")
+}
+
+fn optional(v: Option<f64>) -> String {
+    v.map_or_else(|| "NA".to_string(), |v| format!("{v:.6}"))
+}
+
+pub fn run(args: TransferArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = args.config()?;
+    let device = args.device.parse::<DeviceChoice>()?.resolve()?;
+    let compute = if args.dense_first_layer { Compute { device, first_layer: FirstLayer::Dense } } else { Compute::on(device) };
+    let say = |msg: String| {
+        if !args.quiet {
+            eprintln!("{msg}");
+        }
+    };
+
+    let reference = keep_cells(io::read_dataset(&args.reference)?, args.ref_cells.as_deref())?;
+    let query = keep_cells(io::read_dataset(&args.query)?, args.query_cells.as_deref())?;
+    let label_source = args.ref_labels.clone().unwrap_or_else(|| args.reference.clone());
+    let names = io::read_cell_labels(&label_source, &args.label_column, &reference.cells)?;
+    let labels = Labels::encode(names.iter().map(|l| Some(l.as_str())), None)?;
+    let read_seconds = started.elapsed().as_secs_f64();
+    say(format!(
+        "cellpredx transfer: {} reference cells ({} types), {} query cells, scenario {}, device {:?}, {} threads",
+        reference.cells.len(),
+        labels.classes().len(),
+        query.cells.len(),
+        config.scenario.name(),
+        device,
+        runtime::threads()
+    ));
+
+    let fit_started = Instant::now();
+    let mut console = Console { quiet: args.quiet, last: None };
+    let result = transfer::transfer(
+        Side { matrix: &reference.matrix, features: &reference.features },
+        &labels,
+        Side { matrix: &query.matrix, features: &query.features },
+        None,
+        &config,
+        compute,
+        &mut console,
+    )?;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
+
+    create_dir(&args.out)?;
+    let predictions = &result.predictions;
+    let labels_out = predictions.labels(config.threshold);
+    let best = predictions.best();
+    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into()];
+    header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
+    let rows = query.cells.iter().enumerate().map(|(i, cell)| {
+        let mut row = vec![cell.clone(), labels_out[i].to_string(), predictions.classes[best[i].0].clone(), float(best[i].1)];
+        row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
+        row
+    });
+    io::write_table(&args.out.join("predictions.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
+
+    let mut header = vec!["cell".to_string()];
+    header.extend((1..=predictions.embedding.ncols()).map(|j| format!("CellPredX_{j}")));
+    let rows = query.cells.iter().enumerate().map(|(i, cell)| {
+        std::iter::once(cell.clone()).chain(predictions.embedding.row(i).iter().map(|&v| float(v))).collect()
+    });
+    io::write_table(&args.out.join("embedding.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
+
+    let header = ["step", "learning_rate", "total", "cross_entropy", "projection", "l1", "alignment", "contrastive", "center"];
+    let rows = result.model.history.iter().map(|r| {
+        vec![
+            r.step.to_string(),
+            format!("{}", r.learning_rate),
+            optional(Some(r.total)),
+            optional(Some(r.cross_entropy)),
+            optional(r.projection),
+            optional(r.l1),
+            optional(r.alignment),
+            optional(r.contrastive),
+            optional(r.center),
+        ]
+    });
+    io::write_table(&args.out.join("history.tsv"), &header, rows)?;
+
+    let summary = json!({
+        "scenario": config.scenario.name(),
+        "reference_cells": reference.cells.len(),
+        "query_cells": query.cells.len(),
+        "features": result.features.len(),
+        "classes": predictions.classes,
+        "normalization": result.normalization,
+        "steps": result.model.history.len(),
+        "stop": result.model.stop,
+        "device": format!("{device:?}"),
+        "threads": runtime::threads(),
+        "read_seconds": read_seconds,
+        "fit_predict_seconds": fit_seconds,
+        "seconds": started.elapsed().as_secs_f64(),
+        "peak_rss_mb": peak_rss_mb(),
+        "unknown_cells": labels_out.iter().filter(|l| **l == cellpredx::predict::UNKNOWN).count(),
+        "config": config,
+    });
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| CellPredXError::invalid(e.to_string()))?;
+    let path = args.out.join("run.json");
+    std::fs::write(&path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))?;
+    say(format!(
+        "done in {:.1} s (fit + predict {:.1} s, {} steps, stop: {:?}); results in {}",
+        started.elapsed().as_secs_f64(),
+        fit_seconds,
+        result.model.history.len(),
+        result.model.stop,
+        args.out.display()
+    ));
+    Ok(())
+}
