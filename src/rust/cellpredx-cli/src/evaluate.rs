@@ -37,21 +37,24 @@ fn read_map(path: &Path) -> Result<HashMap<String, String>> {
     Ok(from.into_iter().zip(to).map(|(f, t)| (f.to_string(), t.to_string())).collect())
 }
 
-fn parse_probability(value: &str, path: &Path, row: usize) -> Result<f64> {
-    value.parse::<f64>().map_err(|_| {
-        CellPredXError::invalid(format!("{}: row {}: confidence '{value}' is not a number", path.display(), row + 1))
-    })
+fn numbers(table: &io::Table, column: &str) -> Result<Vec<f64>> {
+    table
+        .column(column)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.parse::<f64>().map_err(|_| {
+                CellPredXError::invalid(format!("{}: row {}: {column} '{v}' is not a number", table.path.display(), i + 1))
+            })
+        })
+        .collect()
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
     let table = io::read_table(&args.pred)?;
     let cells: Vec<String> = table.column("cell")?.into_iter().map(str::to_string).collect();
-    let confidence = table
-        .column("confidence")?
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| parse_probability(v, &args.pred, i))
-        .collect::<Result<Vec<f64>>>()?;
+    // ln(1 − max p) orders cells as the confidence does, without ties where it rounds to 1.
+    let doubt = numbers(&table, "log_doubt")?;
     let map = match &args.map {
         Some(path) => read_map(path)?,
         None => HashMap::new(),
@@ -73,12 +76,11 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let novel: Vec<bool> = truth.iter().map(|t| !classes.contains(t)).collect();
     let n_novel = novel.iter().filter(|&&n| n).count();
     let (auroc, oscr) = if n_novel > 0 && n_novel < cells.len() {
-        let open_set_score: Vec<f64> = confidence.iter().map(|c| 1.0 - c).collect();
-        let auroc = metrics::auroc(&open_set_score, &novel)?;
+        let auroc = metrics::auroc(&doubt, &novel)?;
         let known: Vec<usize> = (0..cells.len()).filter(|&i| !novel[i]).collect();
         let known_correct: Vec<bool> = known.iter().map(|&i| best[i] == truth[i]).collect();
-        let known_scores: Vec<f64> = known.iter().map(|&i| confidence[i]).collect();
-        let novel_scores: Vec<f64> = (0..cells.len()).filter(|&i| novel[i]).map(|i| confidence[i]).collect();
+        let known_scores: Vec<f64> = known.iter().map(|&i| -doubt[i]).collect();
+        let novel_scores: Vec<f64> = (0..cells.len()).filter(|&i| novel[i]).map(|i| -doubt[i]).collect();
         (Some(auroc), Some(metrics::oscr(&known_correct, &known_scores, &novel_scores)?))
     } else {
         (None, None)

@@ -256,10 +256,16 @@ pub fn run(args: TransferArgs) -> Result<()> {
     let predictions = &result.predictions;
     let labels_out = predictions.labels(config.threshold);
     let best = predictions.best();
-    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into()];
+    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into()];
     header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
     let rows = query.cells.iter().enumerate().map(|(i, cell)| {
-        let mut row = vec![cell.clone(), labels_out[i].to_string(), predictions.classes[best[i].0].clone(), float(best[i].1)];
+        let mut row = vec![
+            cell.clone(),
+            labels_out[i].to_string(),
+            predictions.classes[best[i].0].clone(),
+            float(best[i].1),
+            float(predictions.log_doubt[i]),
+        ];
         row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
         row
     });

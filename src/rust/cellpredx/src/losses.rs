@@ -151,11 +151,14 @@ pub fn sparse_center(z: &Tensor, weights: &Tensor, labels: &Tensor, centers: &Te
 
 /// Moves each class center toward its cells (Wen et al. 2016):
 /// C_k ← C_k − α Σ_{i: y_i = k} W_i ⊙ (C_k − Z_i) / (1 + n_k). Returns the new centers.
-pub fn update_centers(z: &Tensor, weights: &Tensor, labels: &Tensor, centers: &Tensor, alpha: f64, weighting: CenterWeighting) -> Result<Tensor> {
+///
+/// The update always takes the attention weights as they are, in (0, 1): then each center moves
+/// at most α of the way to its cells' mean and the update is stable. Weights normalised to mean 1
+/// can reach the embedding width, and the centers would overshoot and diverge.
+pub fn update_centers(z: &Tensor, weights: &Tensor, labels: &Tensor, centers: &Tensor, alpha: f64) -> Result<Tensor> {
     check_center_inputs(z, weights, labels, centers)?;
     tch::no_grad(|| {
-        let w = center_weights(weights, weighting)?;
-        let diff = centers.f_index_select(0, labels)?.f_sub(z)?.f_mul(&w)?;
+        let diff = centers.f_index_select(0, labels)?.f_sub(z)?.f_mul(weights)?;
         let delta = centers.f_zeros_like()?.f_index_add(0, labels, &diff)?;
         let counts = centers.f_new_zeros([centers.size()[0]], (centers.kind(), centers.device()))?
             .f_index_add(0, labels, &labels.f_ones_like()?.f_to_kind(centers.kind())?)?;
@@ -282,14 +285,14 @@ mod tests {
         let w = Tensor::ones([3, 2], (Kind::Float, Device::Cpu));
         let labels = Tensor::from_slice(&[0i64, 0, 1]);
         let centers = Tensor::zeros([3, 2], (Kind::Float, Device::Cpu));
-        let moved = update_centers(&z, &w, &labels, &centers, 0.5, CenterWeighting::Raw).unwrap();
+        let moved = update_centers(&z, &w, &labels, &centers, 0.5).unwrap();
         // Class 0: Σ (C − Z) = [−6, −2], n = 2 → C − 0.5·[−6, −2]/3 = [1, 1/3].
         let expected = t(&[1.0, 1.0 / 3.0, 2.25, 2.25, 0.0, 0.0], 3, 2);
         assert!(moved.allclose(&expected, 1e-6, 1e-6, false), "{moved:?}");
         // Repeated updates converge on the class means.
         let mut c = centers;
         for _ in 0..200 {
-            c = update_centers(&z, &w, &labels, &c, 0.5, CenterWeighting::Raw).unwrap();
+            c = update_centers(&z, &w, &labels, &c, 0.5).unwrap();
         }
         assert!(c.allclose(&t(&[3.0, 1.0, 9.0, 9.0, 0.0, 0.0], 3, 2), 1e-4, 1e-4, false), "{c:?}");
     }

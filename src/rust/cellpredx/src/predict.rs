@@ -24,6 +24,9 @@ pub struct Predictions {
     pub probabilities: Array2<f32>,
     /// cells × embedding dimensions.
     pub embedding: Array2<f32>,
+    /// ln(1 − max p) per cell, computed from the logits so that it keeps ranking cells whose
+    /// confidence rounds to 1: the open-set score (higher = more likely a type the reference lacks).
+    pub log_doubt: Vec<f32>,
 }
 
 impl Predictions {
@@ -64,19 +67,25 @@ impl TrainedModel {
         let width = shape.embedding_dim as usize;
         let mut probabilities = Vec::with_capacity(n * classes);
         let mut embedding = Vec::with_capacity(n * width);
+        let mut log_doubt = Vec::with_capacity(n);
         let encoder = Encoder::new(&self.net, self.compute)?;
         let rows: Vec<usize> = (0..n).collect();
         for chunk in rows.chunks(CELLS_PER_CHUNK) {
-            let (p, z) = tch::no_grad(|| -> Result<_> {
+            let (p, z, doubt) = tch::no_grad(|| -> Result<_> {
                 let z = encoder.encode(query, chunk.to_vec(), false)?.z;
-                let p = self.net.classify(&z).f_softmax(-1, Kind::Float)?;
+                let logits = self.net.classify(&z);
+                let p = logits.f_softmax(-1, Kind::Float)?;
+                let best = logits.f_argmax(1, true)?;
+                let others = logits.f_scatter_value(1, &best, f64::NEG_INFINITY)?;
+                let doubt = others.f_logsumexp(&[1i64][..], false)?.f_sub(&logits.f_logsumexp(&[1i64][..], false)?)?;
                 let to_vec = |t: &tch::Tensor| -> Result<Vec<f32>> {
                     Ok(Vec::<f32>::try_from(&t.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?)
                 };
-                Ok((to_vec(&p)?, to_vec(&z)?))
+                Ok((to_vec(&p)?, to_vec(&z)?, to_vec(&doubt)?))
             })?;
             probabilities.extend(p);
             embedding.extend(z);
+            log_doubt.extend(doubt);
             progress.report(&ProgressEvent { stage: "prediction", done: chunk[chunk.len() - 1] + 1, total: n, metrics: &[] })?;
         }
         let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
@@ -84,6 +93,7 @@ impl TrainedModel {
             classes: self.classes.clone(),
             probabilities: Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?,
             embedding: Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?,
+            log_doubt,
         })
     }
 }
@@ -102,6 +112,7 @@ mod tests {
             classes: vec!["a".into(), "b".into()],
             probabilities: array![[0.97, 0.03], [0.4, 0.6], [0.02, 0.98]],
             embedding: Array2::zeros((3, 2)),
+            log_doubt: vec![0.03f32.ln(), 0.4f32.ln(), 0.02f32.ln()],
         };
         assert_eq!(p.labels(0.95), ["a", UNKNOWN, "b"]);
         assert_eq!(p.labels(0.5), ["a", "b", "b"]);
@@ -123,6 +134,13 @@ mod tests {
         // The toy query alternates alpha, beta like the reference.
         let correct = predictions.labels(0.0).iter().enumerate().filter(|(i, l)| **l == ["alpha", "beta"][i % 2]).count();
         assert!(correct >= 85, "{correct} of 90 correct");
+        for (row, &doubt) in predictions.probabilities.rows().into_iter().zip(&predictions.log_doubt) {
+            let max = row.iter().cloned().fold(0f32, f32::max);
+            assert!(doubt <= 0.0 && (max < 0.999 || doubt < -5.0), "max p {max}, ln(1 - max p) {doubt}");
+            if max < 0.999 {
+                assert!((doubt.exp() - (1.0 - max)).abs() < 1e-4, "max p {max}, ln(1 - max p) {doubt}");
+            }
+        }
         let again = model.predict(&query, &mut Silent).unwrap();
         assert_eq!(predictions.probabilities, again.probabilities);
         let err = model.predict(&CsrMatrix::try_new(1, 3, vec![0, 0], vec![], vec![]).unwrap(), &mut Silent).unwrap_err();

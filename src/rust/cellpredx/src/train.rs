@@ -404,10 +404,6 @@ impl ConvergenceWatch {
     }
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.f_double_value(&[])?)
-}
-
 fn class_codes(labels: &Labels, rows: &[usize], device: Device) -> Result<Tensor> {
     let codes: Vec<i64> = rows.iter().map(|&r| labels.codes()[r] as i64).collect();
     Ok(Tensor::f_from_slice(&codes)?.f_to_device(device)?)
@@ -438,7 +434,8 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
     config.validate()?;
     let device = compute.device;
     tch::manual_seed(config.seed as i64);
-    let vs = nn::VarStore::new(device);
+    // Initialised on the CPU and then moved, so that a seed gives the same start on any device.
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let shape = NetworkShape {
         input_dim: data.reference.n_cols() as i64,
         embedding_dim: config.embedding_dim,
@@ -446,6 +443,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         n_classes: data.labels.classes().len() as i64,
     };
     let net = CellPredXNet::new(&vs.root(), shape);
+    vs.set_device(device);
     let mut optimizer = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false }
         .build(&vs, config.learning_rate)?;
     let penalised = penalised_weights(&vs);
@@ -477,28 +475,27 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         let logits_a = net.classify(&a.z);
         let cross_entropy = losses::cross_entropy(&logits_a, &labels)?;
         let mut total = cross_entropy.shallow_clone();
-        let mut add = |loss: Tensor, weight: f64| -> Result<Option<f64>> {
-            let value = scalar(&loss)?;
-            total = total.f_add(&loss.f_mul_scalar(weight)?)?;
-            Ok(Some(value))
+        // Loss values stay on the device until one read per step: each read waits for the GPU.
+        let mut terms: Vec<Option<Tensor>> = Vec::with_capacity(5);
+        let mut add = |loss: Option<Tensor>, weight: f64| -> Result<()> {
+            if let Some(loss) = &loss {
+                total = total.f_add(&loss.f_mul_scalar(weight)?)?;
+            }
+            terms.push(loss.map(|l| l.detach()));
+            Ok(())
         };
 
-        let l1 = if config.l1_weight > 0.0 { add(losses::l1_penalty(&penalised)?, config.l1_weight)? } else { None };
-        let projection = if config.projection_weight > 0.0 {
-            add(losses::projection_regularization(&a.z, &b.z)?, config.projection_weight)?
-        } else {
-            None
-        };
-        let alignment = if config.alignment_weight > 0.0 {
-            add(losses::feature_alignment(&a.z, &b.z, config.alignment_keep, config.alignment_hinge)?, config.alignment_weight)?
-        } else {
-            None
-        };
+        let l1 = (config.l1_weight > 0.0).then(|| losses::l1_penalty(&penalised)).transpose()?;
+        add(l1, config.l1_weight)?;
+        let projection = (config.projection_weight > 0.0).then(|| losses::projection_regularization(&a.z, &b.z)).transpose()?;
+        add(projection, config.projection_weight)?;
+        let alignment = (config.alignment_weight > 0.0)
+            .then(|| losses::feature_alignment(&a.z, &b.z, config.alignment_keep, config.alignment_hinge))
+            .transpose()?;
+        add(alignment, config.alignment_weight)?;
         let neighbours = if config.contrastive_weight > 0.0 { Some(encoder.encode(data.query, neighbour_rows, true)?) } else { None };
-        let contrastive = match &neighbours {
-            Some(n) => add(losses::neighbourhood_contrastive(&b.z, &n.z, config.temperature)?, config.contrastive_weight)?,
-            None => None,
-        };
+        let contrastive = neighbours.as_ref().map(|n| losses::neighbourhood_contrastive(&b.z, &n.z, config.temperature)).transpose()?;
+        add(contrastive, config.contrastive_weight)?;
         let mut center_inputs = None;
         let center = if config.center_weight > 0.0 && step > config.center_warmup {
             if centers.is_none() {
@@ -508,10 +505,11 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
             let (z, weights, y) = center_batch(&net, &a.z, &labels, &b.z, config.pseudo_label_quantile)?;
             let loss = losses::sparse_center(&z, &weights, &y, &current, config.center_weighting)?;
             center_inputs = Some((z, weights, y));
-            add(loss, config.center_weight)?
+            Some(loss)
         } else {
             None
         };
+        add(center, config.center_weight)?;
 
         optimizer.zero_grad();
         total.backward();
@@ -521,20 +519,25 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         optimizer.step();
 
         if let (Some((z, weights, y)), Some(current)) = (center_inputs, centers.as_ref()) {
-            let moved = losses::update_centers(&z.f_detach()?, &weights.f_detach()?, &y, current, config.center_step, config.center_weighting)?;
+            let moved = losses::update_centers(&z.f_detach()?, &weights.f_detach()?, &y, current, config.center_step)?;
             centers = Some(moved);
         }
 
+        let mut read: Vec<Tensor> = vec![total.detach(), cross_entropy.detach()];
+        read.extend(terms.iter().flatten().map(|t| t.shallow_clone()));
+        let values = Vec::<f64>::try_from(&Tensor::f_stack(&read, 0)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?;
+        let mut rest = values[2..].iter().copied();
+        let mut value_of = |term: &Option<Tensor>| term.as_ref().and_then(|_| rest.next());
         let record = StepRecord {
             step,
             learning_rate,
-            total: scalar(&total)?,
-            cross_entropy: scalar(&cross_entropy)?,
-            projection,
-            l1,
-            alignment,
-            contrastive,
-            center,
+            total: values[0],
+            cross_entropy: values[1],
+            l1: value_of(&terms[0]),
+            projection: value_of(&terms[1]),
+            alignment: value_of(&terms[2]),
+            contrastive: value_of(&terms[3]),
+            center: value_of(&terms[4]),
         };
         if !record.total.is_finite() {
             return Err(CellPredXError::invalid(format!(
