@@ -56,9 +56,12 @@ pub struct TransferArgs {
     /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
     #[arg(long)]
     normalization: Option<String>,
-    /// Z-score every feature (dense; for small panels).
-    #[arg(long)]
+    /// Z-score every feature (dense: meant for small panels; the default scales up to 500 shared features).
+    #[arg(long, conflicts_with = "no_scale")]
     scale: bool,
+    /// Never z-score the features.
+    #[arg(long)]
+    no_scale: bool,
     /// Use only the top N highly variable features of each side that both share.
     #[arg(long)]
     variable_features: Option<usize>,
@@ -71,6 +74,9 @@ pub struct TransferArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     learning_rate: Option<f64>,
+    /// 0 = draw reference cells uniformly, 1 = every type equally often.
+    #[arg(long)]
+    class_balance: Option<f64>,
     /// α, weight of the neighbourhood contrastive loss.
     #[arg(long)]
     contrastive_weight: Option<f64>,
@@ -109,7 +115,9 @@ impl TransferArgs {
         if let Some(n) = &self.normalization {
             p.normalization = n.parse()?;
         }
-        p.scale = self.scale;
+        if self.scale || self.no_scale {
+            p.scale = Some(self.scale);
+        }
         p.variable_features = self.variable_features;
         if let Some(m) = &self.graph_metric {
             p.graph_metric = m.parse::<Metric>()?;
@@ -122,6 +130,7 @@ impl TransferArgs {
             }
         };
         set(&mut t.learning_rate, self.learning_rate);
+        set(&mut t.class_balance, self.class_balance);
         set(&mut t.contrastive_weight, self.contrastive_weight);
         set(&mut t.alignment_weight, self.alignment_weight);
         set(&mut t.center_weight, self.center_weight);
@@ -301,6 +310,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "features": result.features.len(),
         "classes": predictions.classes,
         "normalization": result.normalization,
+        "scaled": result.scaled,
         "steps": result.model.history.len(),
         "stop": result.model.stop,
         "device": format!("{device:?}"),

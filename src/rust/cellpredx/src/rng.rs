@@ -78,6 +78,38 @@ impl EpochSampler {
     }
 }
 
+/// Draws items with probability proportional to fixed weights (with replacement), by binary
+/// search in the cumulative weights.
+#[derive(Debug, Clone)]
+pub struct WeightedSampler {
+    cumulative: Vec<f64>,
+}
+
+impl WeightedSampler {
+    /// `weights` must be non-negative with a positive sum.
+    pub fn new(weights: &[f64]) -> Self {
+        let mut total = 0.0;
+        let cumulative = weights
+            .iter()
+            .map(|&w| {
+                total += w.max(0.0);
+                total
+            })
+            .collect();
+        WeightedSampler { cumulative }
+    }
+
+    pub fn batch(&mut self, size: usize, rng: &mut SplitMix64) -> Vec<usize> {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        (0..size)
+            .map(|_| {
+                let target = rng.uniform() * total;
+                self.cumulative.partition_point(|&c| c <= target).min(self.cumulative.len() - 1)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +133,16 @@ mod tests {
         let mean = normals.iter().sum::<f64>() / normals.len() as f64;
         let var = normals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / normals.len() as f64;
         assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.03, "mean {mean}, var {var}");
+    }
+
+    #[test]
+    fn weighted_draws_follow_the_weights() {
+        let mut rng = SplitMix64::new(5);
+        let mut sampler = WeightedSampler::new(&[1.0, 0.0, 3.0]);
+        let draws = sampler.batch(40_000, &mut rng);
+        let count = |i| draws.iter().filter(|&&d| d == i).count();
+        assert_eq!(count(1), 0);
+        assert!((9_000..11_000).contains(&count(0)) && (29_000..31_000).contains(&count(2)));
     }
 
     #[test]

@@ -59,8 +59,10 @@ pub enum GraphReduction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessConfig {
     pub normalization: Normalization,
-    /// Z-score each feature per dataset (clipped at ±10) after normalising.
-    pub scale: bool,
+    /// Z-score each feature per dataset (clipped at 10) after normalising; `None` scales small
+    /// panels only (at most `SCALE_AUTO_MAX_FEATURES` shared features, e.g. proteins), where
+    /// the dense result is cheap and there is no sparsity to keep.
+    pub scale: Option<bool>,
     /// Keep only the top highly variable features of each side (Seurat v3 vst) that both
     /// share; `None` keeps every shared feature.
     pub variable_features: Option<usize>,
@@ -79,7 +81,7 @@ impl PreprocessConfig {
         };
         PreprocessConfig {
             normalization,
-            scale: false,
+            scale: None,
             variable_features: None,
             graph_reduction,
             graph_components: 50,
@@ -124,7 +126,13 @@ pub struct Transfer {
     pub predictions: Predictions,
     pub query_graph: KnnGraph,
     pub normalization: [Normalization; 2],
+    pub scaled: bool,
 }
+
+/// The feature count up to which `scale: None` scales. On the benchmark pairs, scaling raised
+/// the open-set AUROC of both small panels (P4: 227 proteins, P6: 219 genes) and lowered P5's
+/// accuracy at 2,000 genes (bench/NOTES.md).
+pub const SCALE_AUTO_MAX_FEATURES: usize = 500;
 
 fn is_counts(m: &CsrMatrix) -> bool {
     m.values().iter().all(|&v| v >= 0.0 && v.fract() == 0.0)
@@ -244,12 +252,13 @@ pub fn transfer(
         None => query_graph(&query_raw, &query_input, &config.preprocess, config.training.seed, progress)?,
     };
     drop(query_raw);
-    if config.preprocess.scale {
+    let scale = config.preprocess.scale.unwrap_or(matched.names.len() <= SCALE_AUTO_MAX_FEATURES);
+    if scale {
         reference_input = scaled(&reference_input)?;
         query_input = scaled(&query_input)?;
     }
     let data = TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &query_graph };
     let model = train(&data, &config.training, compute, progress)?;
     let predictions = model.predict(&query_input, progress)?;
-    Ok(Transfer { model, features: matched.names, predictions, query_graph, normalization })
+    Ok(Transfer { model, features: matched.names, predictions, query_graph, normalization, scaled: scale })
 }
