@@ -274,7 +274,6 @@ pub enum StopReason {
 
 /// A fitted network with what it needs to predict: the class names and the layer sizes.
 pub struct TrainedModel {
-    pub(crate) vs: nn::VarStore,
     pub(crate) net: CellPredXNet,
     pub classes: Vec<String>,
     pub config: TrainingConfig,
@@ -590,7 +589,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
             break;
         }
     }
-    Ok(TrainedModel { vs, net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers })
+    Ok(TrainedModel { net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers })
 }
 
 /// The cells of the center loss: all reference cells with their labels, and the query cells of
