@@ -265,7 +265,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
     let predictions = &result.predictions;
     let labels_out = predictions.labels(config.threshold);
     let best = predictions.best();
-    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into()];
+    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into(), "prototype_similarity".into()];
     header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
     let rows = query.cells.iter().enumerate().map(|(i, cell)| {
         let mut row = vec![
@@ -274,6 +274,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
             predictions.classes[best[i].0].clone(),
             float(best[i].1),
             float(predictions.log_doubt[i]),
+            float(predictions.prototype_similarity[i]),
         ];
         row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
         row

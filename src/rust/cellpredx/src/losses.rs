@@ -59,7 +59,8 @@ pub fn l1_penalty<'a>(weights: impl IntoIterator<Item = &'a Tensor>) -> Result<T
     Ok(total.unwrap_or_else(|| Tensor::from(0f32)))
 }
 
-fn unit_rows(z: &Tensor) -> Result<Tensor> {
+/// Each row divided by its L2 norm (zero rows stay zero).
+pub(crate) fn unit_rows(z: &Tensor) -> Result<Tensor> {
     let norms = z.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?;
     Ok(z.f_div(&norms)?)
 }

@@ -3,6 +3,7 @@
 //! cells × embedding), never with cells × features.
 
 use crate::error::{CellPredXError, Result};
+use crate::losses::unit_rows;
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::sparse::CsrMatrix;
 use crate::train::{Encoder, TrainedModel};
@@ -27,6 +28,9 @@ pub struct Predictions {
     /// ln(1 − max p) per cell, computed from the logits so that it keeps ranking cells whose
     /// confidence rounds to 1: the open-set score (higher = more likely a type the reference lacks).
     pub log_doubt: Vec<f32>,
+    /// Cosine similarity of each cell's embedding to the nearest class prototype (the mean
+    /// reference embedding of a type): low for cells unlike every reference type.
+    pub prototype_similarity: Vec<f32>,
 }
 
 impl Predictions {
@@ -68,10 +72,12 @@ impl TrainedModel {
         let mut probabilities = Vec::with_capacity(n * classes);
         let mut embedding = Vec::with_capacity(n * width);
         let mut log_doubt = Vec::with_capacity(n);
+        let mut prototype_similarity = Vec::with_capacity(n);
+        let prototypes = unit_rows(&self.prototypes)?;
         let encoder = Encoder::new(&self.net, self.compute)?;
         let rows: Vec<usize> = (0..n).collect();
         for chunk in rows.chunks(CELLS_PER_CHUNK) {
-            let (p, z, doubt) = tch::no_grad(|| -> Result<_> {
+            let (p, z, doubt, similarity) = tch::no_grad(|| -> Result<_> {
                 let z = encoder.encode(query, chunk.to_vec(), false)?.z;
                 let logits = self.net.classify(&z);
                 let p = logits.f_softmax(-1, Kind::Float)?;
@@ -81,11 +87,13 @@ impl TrainedModel {
                 let to_vec = |t: &tch::Tensor| -> Result<Vec<f32>> {
                     Ok(Vec::<f32>::try_from(&t.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?)
                 };
-                Ok((to_vec(&p)?, to_vec(&z)?, to_vec(&doubt)?))
+                let similarity = unit_rows(&z)?.f_mm(&prototypes.f_tr()?)?.f_amax(&[1i64][..], false)?;
+                Ok((to_vec(&p)?, to_vec(&z)?, to_vec(&doubt)?, to_vec(&similarity)?))
             })?;
             probabilities.extend(p);
             embedding.extend(z);
             log_doubt.extend(doubt);
+            prototype_similarity.extend(similarity);
             progress.report(&ProgressEvent { stage: "prediction", done: chunk[chunk.len() - 1] + 1, total: n, metrics: &[] })?;
         }
         let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
@@ -94,6 +102,7 @@ impl TrainedModel {
             probabilities: Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?,
             embedding: Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?,
             log_doubt,
+            prototype_similarity,
         })
     }
 }
@@ -113,6 +122,7 @@ mod tests {
             probabilities: array![[0.97, 0.03], [0.4, 0.6], [0.02, 0.98]],
             embedding: Array2::zeros((3, 2)),
             log_doubt: vec![0.03f32.ln(), 0.4f32.ln(), 0.02f32.ln()],
+            prototype_similarity: vec![0.9, 0.5, 0.8],
         };
         assert_eq!(p.labels(0.95), ["a", UNKNOWN, "b"]);
         assert_eq!(p.labels(0.5), ["a", "b", "b"]);

@@ -92,6 +92,10 @@ pub struct TrainingConfig {
     /// this many consecutive steps; 0 disables the rule.
     pub early_stop_patience: usize,
     pub early_stop_tolerance: f64,
+    /// The returned weights are the mean of the weights after each of the last `average_last`
+    /// fraction of steps (stochastic weight averaging; 0 = the last step's weights). A mean over
+    /// the low-learning-rate phase varies less with the seed than any single step.
+    pub average_last: f64,
     pub embedding_dim: i64,
     pub seed: u64,
 }
@@ -132,6 +136,7 @@ impl TrainingConfig {
             alignment_hinge: false,
             early_stop_patience: 20,
             early_stop_tolerance: 1e-4,
+            average_last: 0.5,
             embedding_dim: 64,
             seed: 0,
         }
@@ -157,6 +162,9 @@ impl TrainingConfig {
             if !(value.is_finite() && value > 0.0) {
                 return Err(CellPredXError::invalid(format!("{name} must be a finite number > 0, not {value}")));
             }
+        }
+        if !(0.0..=1.0).contains(&self.average_last) {
+            return Err(CellPredXError::invalid(format!("average_last must be in [0, 1], not {}", self.average_last)));
         }
         if !(0.0..=1.0).contains(&self.class_balance) {
             return Err(CellPredXError::invalid(format!("class_balance must be in [0, 1], not {}", self.class_balance)));
@@ -281,6 +289,8 @@ pub struct TrainedModel {
     pub stop: StopReason,
     pub(crate) compute: Compute,
     pub(crate) centers: Option<Tensor>,
+    /// Mean reference embedding of each class under the final weights (classes × embedding).
+    pub(crate) prototypes: Tensor,
 }
 
 impl TrainedModel {
@@ -415,6 +425,54 @@ impl ReferenceSampler {
     }
 }
 
+/// The running mean of the trainable weights over the steps it is given.
+struct WeightAverage {
+    sums: Vec<(String, Tensor)>,
+    count: usize,
+}
+
+fn trainable(vs: &nn::VarStore) -> std::collections::HashMap<String, Tensor> {
+    vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+}
+
+impl WeightAverage {
+    fn new(vs: &nn::VarStore) -> Self {
+        let mut names: Vec<String> = trainable(vs).into_keys().collect();
+        names.sort();
+        WeightAverage { sums: names.into_iter().map(|n| (n, Tensor::from(0f32))).collect(), count: 0 }
+    }
+
+    fn add(&mut self, vs: &nn::VarStore) -> Result<()> {
+        let current = trainable(vs);
+        tch::no_grad(|| -> Result<()> {
+            for (name, sum) in &mut self.sums {
+                if let Some(value) = current.get(name) {
+                    *sum = if self.count == 0 { value.f_detach_copy()? } else { sum.f_add(value)? };
+                }
+            }
+            Ok(())
+        })?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Replaces the weights by their mean, when at least one step was added.
+    fn install(&self, vs: &nn::VarStore) -> Result<()> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let mut current = trainable(vs);
+        tch::no_grad(|| -> Result<()> {
+            for (name, sum) in &self.sums {
+                if let Some(value) = current.get_mut(name) {
+                    value.f_copy_(&sum.f_div_scalar(self.count as f64)?)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Early stop on a converged center loss.
 struct ConvergenceWatch {
     previous: Option<f64>,
@@ -494,6 +552,8 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
     let mut watch = ConvergenceWatch::new(config.early_stop_patience, config.early_stop_tolerance);
     let mut history = Vec::with_capacity(config.max_steps);
     let mut stop = StopReason::MaxSteps;
+    let average_from = config.max_steps - (config.max_steps as f64 * config.average_last).round() as usize;
+    let mut average = WeightAverage::new(&vs);
 
     for step in 1..=config.max_steps {
         let learning_rate = if step > lr_drop_step { config.learning_rate * 0.1 } else { config.learning_rate };
@@ -586,10 +646,17 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         progress.report(&ProgressEvent { stage: "training", done: step, total: config.max_steps, metrics: &metrics })?;
         if converged {
             stop = StopReason::CenterLossConverged;
+        }
+        if step > average_from {
+            average.add(&vs)?;
+        }
+        if stop == StopReason::CenterLossConverged {
             break;
         }
     }
-    Ok(TrainedModel { net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers })
+    average.install(&vs)?;
+    let prototypes = class_means(&Encoder::new(&net, compute)?, data, device)?;
+    Ok(TrainedModel { net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers, prototypes })
 }
 
 /// The cells of the center loss: all reference cells with their labels, and the query cells of
@@ -703,6 +770,20 @@ pub(crate) mod tests {
         let ce_start = model.history[..3].iter().map(|r| r.cross_entropy).sum::<f64>();
         let ce_end = model.history[17..].iter().map(|r| r.cross_entropy).sum::<f64>();
         assert!(ce_end < ce_start, "cross-entropy did not fall: {ce_start} -> {ce_end}");
+    }
+
+    #[test]
+    fn averaged_weights_are_the_mean_of_the_last_steps() {
+        // Without a learning-rate drop or center loss, a run of n steps is the first n steps of
+        // a longer run, so the mean over the last 2 of 12 steps is the mean of 11- and 12-step runs.
+        let plain = TrainingConfig { lr_drop_at: 1.0, center_weight: 0.0, average_last: 0.0, ..small_config(12) };
+        let eleven = weights(&run(&TrainingConfig { max_steps: 11, ..plain.clone() }, Compute::on(Device::Cpu)));
+        let twelve = weights(&run(&plain, Compute::on(Device::Cpu)));
+        let averaged = weights(&run(&TrainingConfig { average_last: 2.0 / 12.0, ..plain }, Compute::on(Device::Cpu)));
+        for ((a, b), m) in eleven.iter().zip(&twelve).zip(&averaged) {
+            assert!(((a + b) / 2.0 - m).abs() < 1e-6, "{a} {b} {m}");
+        }
+        assert_ne!(eleven, twelve);
     }
 
     #[test]
