@@ -196,8 +196,8 @@ fn unit_rows(points: ArrayView2<'_, f32>) -> Array2<f32> {
     out
 }
 
-/// A safety bound on NN-descent iterations: on every set we measured, up to 200,000 cells, the
-/// convergence test ended the descent before it.
+/// A safety bound on NN-descent iterations: the convergence test normally ends the descent first
+/// (200,000 clustered cells took 14 to 16 iterations with lists k wide, fewer with wider lists).
 const MAX_ITERATIONS: usize = 20;
 
 /// NN-descent stops once an iteration changes fewer than this fraction of all list entries.
@@ -209,8 +209,8 @@ const CONVERGENCE_FRACTION: f64 = 0.001;
 const SEARCH_WIDTH: usize = 2;
 
 /// ρ: each cell's new and old candidates hold up to ρ·width of its forward and as many of its
-/// reverse neighbours. The local join costs O((ρ·width)²) distances per cell; at 0.5 recall
-/// drops to about 0.97 for no saving in time, at 1 it gains 0.006 for a quarter more time.
+/// reverse neighbours. The local join costs O((ρ·width)²) distances per cell; on 50,000
+/// clustered cells 0.5 lost 0.02 of recall, and 1 gained 0.006 for a quarter more time.
 const SAMPLE_RATE: f64 = 0.75;
 
 /// Cells whose local joins run in parallel before their updates are applied: small enough that
@@ -439,6 +439,7 @@ fn join_updates(
     let mut updates = Vec::new();
     for (i, &a) in new.iter().enumerate() {
         for &b in new[i + 1..].iter().chain(old) {
+            // A cell can be a new candidate through one list and an old one through another.
             if a == b {
                 continue;
             }
