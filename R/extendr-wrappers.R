@@ -25,3 +25,11 @@ training_step_ms_ <- function(features, batch, classes, steps, device) .Call(wra
 # Panics on purpose, so the test suite can prove that a panic reaches R as an error.
 trigger_panic_ <- function(message) .Call(wrap__trigger_panic_, message)
 
+# The scenario's preset settings as JSON (`{"preprocess": {...}, "training": {...}, ...}`).
+transfer_preset_ <- function(scenario) .Call(wrap__transfer_preset_, scenario)
+
+# Runs a transfer on features x cells matrices. Returns the probabilities (classes x cells),
+# the embedding (cells x dimensions), the open-set scores, the features used, the training
+# history (one vector per loss) and the resolved settings as JSON.
+transfer_ <- function(reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress) .Call(wrap__transfer_, reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress)
+

@@ -16,6 +16,6 @@ query_neighbours <- function(embedding, k = 10, metric = c("manhattan", "cosine"
   }
   apply_threads(threads, call = call)
   storage.mode(embedding) <- "double"
-  progress <- progress_callback("Neighbour graph", verbose)
+  progress <- progress_callback("CellPredX", verbose)
   call_rust(knn_graph_(embedding, as.integer(k), metric, progress), call = call)
 }

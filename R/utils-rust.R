@@ -24,14 +24,22 @@ progress_callback <- function(label, verbose, status = NULL, envir = parent.fram
     return(NULL)
   }
   bar <- NULL
+  current <- NULL
+  # One bar per stage (neighbour graph, training, prediction): each has its own total.
   function(stage, done, total, metrics) {
-    if (is.null(bar)) {
-      bar <<- cli::cli_progress_bar(label, total = total, .envir = envir,
-                                    format = "{cli::pb_name}{cli::pb_bar} {cli::pb_percent} | ETA {cli::pb_eta} {cli::pb_status}")
+    if (!identical(stage, current)) {
+      if (!is.null(bar)) cli::cli_progress_done(id = bar, .envir = envir)
+      current <<- stage
+      bar <<- cli::cli_progress_bar(paste(label, stage), total = total, .envir = envir,
+                                    format = "{cli::pb_name} {cli::pb_bar} {cli::pb_percent} | ETA {cli::pb_eta} {cli::pb_status}")
     }
     text <- if (is.null(status)) "" else status(metrics)
     cli::cli_progress_update(set = done, id = bar, status = text, .envir = envir)
-    if (done >= total) cli::cli_progress_done(id = bar, .envir = envir)
+    if (done >= total) {
+      cli::cli_progress_done(id = bar, .envir = envir)
+      bar <<- NULL
+      current <<- NULL
+    }
     invisible()
   }
 }

@@ -93,9 +93,9 @@ pub struct TransferArgs {
     projection_weight: Option<f64>,
     #[arg(long)]
     l1_weight: Option<f64>,
-    /// Steps before the center loss starts.
+    /// Fraction of the steps before the center loss starts.
     #[arg(long)]
-    center_warmup: Option<usize>,
+    center_warmup: Option<f64>,
     /// raw or mean_one.
     #[arg(long)]
     center_weighting: Option<String>,
@@ -138,12 +138,9 @@ impl TransferArgs {
         set(&mut t.projection_weight, self.projection_weight);
         set(&mut t.l1_weight, self.l1_weight);
         set(&mut config.threshold, self.threshold);
-        if let Some(steps) = self.max_steps {
-            t.max_steps = steps;
-            t.center_warmup = t.center_warmup.min(steps / 4);
-        }
+        t.max_steps = self.max_steps.unwrap_or(t.max_steps);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
-        t.center_warmup = self.center_warmup.unwrap_or(t.center_warmup);
+        set(&mut t.center_warmup, self.center_warmup);
         t.alignment_hinge |= self.alignment_hinge;
         if let Some(w) = &self.center_weighting {
             t.center_weighting = match w.as_str() {

@@ -9,10 +9,12 @@ mod errors;
 mod graph;
 mod progress;
 mod runtime;
+mod transfer;
 
 extendr_module! {
     mod CellPredX;
     use convert;
     use graph;
     use runtime;
+    use transfer;
 }

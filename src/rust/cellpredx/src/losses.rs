@@ -115,6 +115,7 @@ pub fn neighbourhood_contrastive(z_cells: &Tensor, z_neighbours: &Tensor, temper
 
 /// How the attention weights enter the sparse center loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CenterWeighting {
     /// The weights as the attention network gives them (can shrink toward 0 together).
     Raw,

@@ -76,9 +76,9 @@ pub struct TrainingConfig {
     pub weight_decay: f64,
     /// The learning rate drops ×0.1 after this fraction of `max_steps`.
     pub lr_drop_at: f64,
-    /// Steps before the sparse center loss starts (the classifier's pseudo-labels are noise
-    /// before then).
-    pub center_warmup: usize,
+    /// Fraction of `max_steps` before the sparse center loss starts (the classifier's
+    /// pseudo-labels are noise before then).
+    pub center_warmup: f64,
     /// α_c of the center update.
     pub center_step: f64,
     pub center_weighting: CenterWeighting,
@@ -130,7 +130,7 @@ impl TrainingConfig {
             momentum: 0.9,
             weight_decay: 5e-4,
             lr_drop_at: 0.5,
-            center_warmup: steps / 4,
+            center_warmup: 0.25,
             center_step: 0.5,
             center_weighting: CenterWeighting::MeanOne,
             pseudo_label_quantile: 0.75,
@@ -164,6 +164,9 @@ impl TrainingConfig {
             if !(value.is_finite() && value > 0.0) {
                 return Err(CellPredXError::invalid(format!("{name} must be a finite number > 0, not {value}")));
             }
+        }
+        if !(0.0..=1.0).contains(&self.center_warmup) {
+            return Err(CellPredXError::invalid(format!("center_warmup must be in [0, 1], not {}", self.center_warmup)));
         }
         if !(0.0..=1.0).contains(&self.average_last) {
             return Err(CellPredXError::invalid(format!("average_last must be in [0, 1], not {}", self.average_last)));
@@ -549,6 +552,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
     let query_batch = config.batch_size.min(data.query.n_rows());
     let k = data.query_graph.neighbours.ncols();
     let lr_drop_step = (config.max_steps as f64 * config.lr_drop_at).ceil() as usize;
+    let warmup_steps = (config.max_steps as f64 * config.center_warmup).round() as usize;
 
     let mut centers: Option<Tensor> = None;
     let mut watch = ConvergenceWatch::new(config.early_stop_patience, config.early_stop_tolerance);
@@ -594,7 +598,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         let contrastive = neighbours.as_ref().map(|n| losses::neighbourhood_contrastive(&b.z, &n.z, config.temperature)).transpose()?;
         add(contrastive, config.contrastive_weight)?;
         let mut center_inputs = None;
-        let center = if config.center_weight > 0.0 && step > config.center_warmup {
+        let center = if config.center_weight > 0.0 && step > warmup_steps {
             if centers.is_none() {
                 centers = Some(class_means(&encoder, data, device)?);
             }
@@ -721,7 +725,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn small_config(steps: usize) -> TrainingConfig {
-        TrainingConfig { max_steps: steps, batch_size: 32, center_warmup: steps / 2, ..TrainingConfig::preset(Scenario::RnaAtacMatched) }
+        TrainingConfig { max_steps: steps, batch_size: 32, center_warmup: 0.5, ..TrainingConfig::preset(Scenario::RnaAtacMatched) }
     }
 
     fn run(config: &TrainingConfig, compute: Compute) -> TrainedModel {

@@ -1,0 +1,375 @@
+# TransferLabels(): the method on matrices, Seurat and SingleCellExperiment objects.
+
+transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "rna_rna")
+
+#' Transfer cell type labels from an annotated reference to a query
+#'
+#' Trains the CellPredX network (a shared encoder and classifier fitted with
+#' cross-entropy, projection regularisation, feature alignment, neighbourhood
+#' contrastive and sparse center losses) on the labelled reference and the
+#' unlabelled query, then predicts a type for every query cell. The query's own
+#' labels, if it has any, are never read.
+#'
+#' @param ref The annotated reference: a features x cells matrix (`dgCMatrix` or
+#'   numeric), a `Seurat` object or a `SingleCellExperiment`.
+#' @param query The cells to annotate, of the same kind as `ref`.
+#' @param ref.labels The reference's cell types: a vector with one label per
+#'   cell, or (for objects) the name of a metadata / `colData` column. For a
+#'   Seurat reference, `NULL` takes `Idents(ref)`.
+#' @param scenario `"auto"` or one of `"rna_atac_matched"`, `"rna_atac_unmatched"`,
+#'   `"atac_atac"`, `"rna_rna"`: which preset of loss weights and preprocessing
+#'   to use. `"auto"` reads it from the assays (RNA, gene activity, peaks) and
+#'   whether the two sides share cell names; for plain matrices it recognises
+#'   peaks by their names and otherwise asks you to say.
+#' @param threshold Confidence (the highest type probability) below which a
+#'   cell is called `"Unknown"`.
+#' @param seed Seed of the run; the same seed gives the same result on a CPU.
+#' @param device `"auto"` (a CUDA GPU when libtorch sees one), `"cpu"` or `"cuda"`.
+#' @param threads Compute threads (default: `getOption("cellpredx.threads")`,
+#'   else the number of physical cores).
+#' @param verbose Show progress bars and a summary line.
+#' @param settings A named list overriding any preset setting, e.g.
+#'   `list(max_steps = 1000, contrastive_weight = 0.5)`; see [CellPredXPresets()].
+#' @param ... Passed on to the methods.
+#' @return For matrices, a `CellPredXResult`: a list with `predictions` (a data
+#'   frame, one row per query cell: `predicted.id`, `prediction.score.max`,
+#'   `best.type`, `log.doubt`, `prototype.similarity`), `probabilities` (types x
+#'   cells), `embedding` (cells x 64), `history` (every loss at every step) and
+#'   the settings used. For objects, the query with the results written in
+#'   (see the methods).
+#' @examples
+#' \donttest{
+#' # Two cell types, 150 genes; the query is another "protocol" with a shifted depth.
+#' set.seed(1)
+#' type <- rep(c("T", "B"), each = 100)
+#' simulate <- function(depth) {
+#'   rate <- outer(rep(c(2, 0.2), each = 75), type == "T", function(a, t) ifelse(t, a, 2.2 - a))
+#'   x <- matrix(rpois(length(rate), depth * rate), nrow(rate),
+#'               dimnames = list(paste0("gene", 1:150), paste0("cell", seq_along(type))))
+#'   Matrix::Matrix(x, sparse = TRUE)
+#' }
+#' result <- TransferLabels(simulate(1), simulate(3), ref.labels = type, scenario = "rna_rna",
+#'                          settings = list(max_steps = 100), threads = 1)
+#' result
+#' table(result$predictions$best.type, type)
+#' }
+#' @export
+TransferLabels <- function(ref, query, ...) {
+  UseMethod("TransferLabels")
+}
+
+#' @rdname TransferLabels
+#' @export
+TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", threshold = 0.95, seed = 0,
+                                   device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
+                                   settings = list(), ...) {
+  call <- rlang::current_env()
+  ref <- check_feature_matrix(ref, call = call)
+  query <- check_feature_matrix(query, call = call)
+  if (missing(ref.labels)) {
+    cli::cli_abort("{.arg ref.labels} is missing: give one cell type per reference cell.", call = call, class = "cellpredx_error")
+  }
+  scenario <- resolve_scenario(scenario, rownames(ref), rownames(query), colnames(ref), colnames(query), call = call)
+  run_transfer(ref, ref.labels, query, scenario = scenario, threshold = threshold, seed = seed,
+               device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
+               settings = settings, call = call)
+}
+
+# Everything the methods share: checks, the call into Rust, and the results as R objects.
+run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, threads, verbose, settings,
+                         query_embedding = NULL, call) {
+  check_names(ref, "ref", call)
+  check_names(query, "query", call)
+  if (ncol(query) == 0) {
+    cli::cli_abort("{.arg query} has no cells.", call = call, class = "cellpredx_error")
+  }
+  if (length(labels) != ncol(ref)) {
+    cli::cli_abort("{.arg ref.labels} has {length(labels)} label{?s} for {ncol(ref)} reference cell{?s}; give one per cell.",
+                   call = call, class = "cellpredx_error")
+  }
+  if (!is.numeric(threshold) || length(threshold) != 1 || is.na(threshold) || threshold < 0 || threshold > 1) {
+    cli::cli_abort("{.arg threshold} must be one number between 0 and 1, not {.val {threshold}}.", call = call, class = "cellpredx_error")
+  }
+  check_count(seed, min = 0, call = call)
+  if (!is.list(settings) || (length(settings) && (is.null(names(settings)) || any(names(settings) == "")))) {
+    cli::cli_abort("{.arg settings} must be a named list, e.g. {.code list(max_steps = 1000)}.", call = call, class = "cellpredx_error")
+  }
+  labels <- if (is.factor(labels)) droplevels(labels) else as.character(labels)
+  if (anyNA(labels) || any(labels == "")) {
+    bad <- which(is.na(labels) | labels == "")
+    cli::cli_abort("{.arg ref.labels} has {length(bad)} missing or empty label{?s} (the first at cell {bad[1]}); remove those cells or label them.",
+                   call = call, class = "cellpredx_error")
+  }
+  if (length(unique(labels)) < 2) {
+    cli::cli_abort("{.arg ref.labels} has a single cell type ({.val {unique(labels)}}); a transfer needs at least two.",
+                   call = call, class = "cellpredx_error")
+  }
+  counts <- table(labels)
+  if (any(counts == 1)) {
+    cli::cli_warn("Reference type{?s} {.val {names(counts)[counts == 1]}} ha{?s/ve} a single cell: too few to learn from reliably.",
+                  call = call)
+  }
+  apply_threads(threads, call = call)
+  settings$seed <- seed
+  settings$threshold <- threshold
+  started <- Sys.time()
+  status <- function(metrics) if ("loss" %in% names(metrics)) sprintf("loss %.3f", metrics[["loss"]]) else ""
+  progress <- progress_callback("CellPredX", verbose, status = status)
+  raw <- call_rust(transfer_(as_sparse(ref), rownames(ref), labels, as_sparse(query), rownames(query),
+                             query_embedding, scenario, jsonlite::toJSON(settings, auto_unbox = TRUE, digits = NA),
+                             device, progress), call = call)
+  result <- transfer_result(raw, colnames(query), threshold, scenario, as.numeric(difftime(Sys.time(), started, units = "secs")))
+  if (isTRUE(verbose)) {
+    cli::cli_alert_success(paste0(
+      "{ncol(query)} query cells, {length(result$classes)} types, {length(result$features)} features, ",
+      "{scenario}, {nrow(result$history)} steps on {result$device}, {round(result$seconds, 1)} s; ",
+      "{round(100 * mean(result$predictions$predicted.id == 'Unknown'), 1)}% Unknown"
+    ))
+  }
+  result
+}
+
+transfer_result <- function(raw, cells, threshold, scenario, seconds) {
+  probabilities <- raw$probabilities
+  dimnames(probabilities) <- list(raw$classes, cells)
+  best <- max.col(t(probabilities), ties.method = "first")
+  confidence <- probabilities[cbind(best, seq_along(best))]
+  best_type <- raw$classes[best]
+  predictions <- data.frame(
+    predicted.id = ifelse(confidence >= threshold, best_type, "Unknown"),
+    prediction.score.max = confidence,
+    best.type = best_type,
+    log.doubt = raw$log_doubt,
+    prototype.similarity = raw$prototype_similarity,
+    row.names = cells, stringsAsFactors = FALSE
+  )
+  embedding <- raw$embedding
+  dimnames(embedding) <- list(cells, paste0("CellPredX_", seq_len(ncol(embedding))))
+  structure(list(
+    predictions = predictions,
+    probabilities = probabilities,
+    embedding = embedding,
+    history = as.data.frame(lapply(raw$history, function(x) vapply(x, function(v) if (is.null(v)) NA_real_ else v, numeric(1)))),
+    classes = raw$classes,
+    features = raw$features,
+    scenario = scenario,
+    settings = jsonlite::fromJSON(raw$settings),
+    normalization = jsonlite::fromJSON(raw$normalization),
+    scaled = raw$scaled,
+    stop = jsonlite::fromJSON(raw$stop),
+    device = raw$device,
+    seconds = seconds
+  ), class = "CellPredXResult")
+}
+
+#' @export
+print.CellPredXResult <- function(x, ...) {
+  cat(sprintf("<CellPredXResult> %d query cells, %d types, %d features, scenario %s\n",
+              nrow(x$predictions), length(x$classes), length(x$features), x$scenario))
+  cat(sprintf("  %d training steps (%s) on %s in %.1f s; %.1f%% Unknown at threshold %.2f\n",
+              nrow(x$history), x$stop, x$device, x$seconds,
+              100 * mean(x$predictions$predicted.id == "Unknown"), x$settings$threshold))
+  counts <- sort(table(x$predictions$predicted.id), decreasing = TRUE)
+  cat("  predicted:", paste(sprintf("%s %d", names(counts), as.integer(counts)), collapse = ", "), "\n")
+  invisible(x)
+}
+
+as_sparse <- function(x) {
+  if (inherits(x, "dgCMatrix") || is.matrix(x)) x else methods::as(x, "CsparseMatrix")
+}
+
+check_names <- function(x, arg, call) {
+  for (what in c("features", "cells")) {
+    names <- if (what == "features") rownames(x) else colnames(x)
+    if (is.null(names)) {
+      cli::cli_abort("{.arg {arg}} has no {what} names ({if (what == 'features') 'rownames' else 'colnames'}); CellPredX matches features by name.",
+                     call = call, class = "cellpredx_error")
+    }
+    dup <- anyDuplicated(names)
+    if (dup) {
+      cli::cli_abort("{.arg {arg}} has duplicated {what} names (e.g. {.val {names[dup]}}); make them unique first, e.g. with {.fn make.unique}.",
+                     call = call, class = "cellpredx_error")
+    }
+  }
+}
+
+peak_pattern <- "^(chr)?[0-9A-Za-z]+[-:_][0-9]+[-_][0-9]+$"
+
+looks_like_peaks <- function(features) {
+  length(features) > 0 && mean(grepl(peak_pattern, utils::head(features, 1000))) > 0.9
+}
+
+# "auto" from what is known of both sides: peaks on both → atac_atac; otherwise the caller must
+# know whether the query is gene activity (`query_kind`).
+resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, query_cells,
+                             ref_kind = NULL, query_kind = NULL, call) {
+  if (!is.character(scenario) || length(scenario) != 1 || !scenario %in% c("auto", transfer_scenarios)) {
+    cli::cli_abort("{.arg scenario} must be {.val auto} or one of {.or {.val {transfer_scenarios}}}, not {.val {scenario}}.",
+                   call = call, class = "cellpredx_error")
+  }
+  if (scenario != "auto") return(scenario)
+  ref_kind <- ref_kind %||% if (looks_like_peaks(ref_features)) "peaks" else NA
+  query_kind <- query_kind %||% if (looks_like_peaks(query_features)) "peaks" else NA
+  if (identical(ref_kind, "peaks") && identical(query_kind, "peaks")) return("atac_atac")
+  if (identical(ref_kind, "rna") && identical(query_kind, "rna")) return("rna_rna")
+  if (identical(ref_kind, "rna") && identical(query_kind, "activity")) {
+    shared <- mean(query_cells %in% ref_cells)
+    return(if (shared > 0.5) "rna_atac_matched" else "rna_atac_unmatched")
+  }
+  cli::cli_abort(c("{.arg scenario} = {.val auto} cannot tell what these data are.",
+                   i = "Say which: {.or {.val {transfer_scenarios}}}."), call = call, class = "cellpredx_error")
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+#' The preset settings of a scenario
+#'
+#' Every setting [TransferLabels()] accepts in `settings`, with the value the
+#' scenario's preset gives it.
+#'
+#' @param scenario One of `"rna_atac_matched"`, `"rna_atac_unmatched"`,
+#'   `"atac_atac"`, `"rna_rna"`.
+#' @return A list with `preprocess` and `training` settings and `threshold`.
+#' @examples
+#' str(CellPredXPresets("rna_rna")$training)
+#' @export
+CellPredXPresets <- function(scenario = transfer_scenarios) {
+  scenario <- rlang::arg_match(scenario)
+  jsonlite::fromJSON(call_rust(transfer_preset_(scenario)))
+}
+
+#' @rdname TransferLabels
+#' @param ref.assay,query.assay Assays to read (Seurat: default the active assay;
+#'   SingleCellExperiment: the assay name, default `"counts"`).
+#' @param layer The layer (Seurat v5) or slot (v4) holding raw counts.
+#' @param prefix Prefix of the metadata columns written into the query.
+#' @details The Seurat method writes metadata columns `<prefix>.id` (the type,
+#'   or `"Unknown"` below `threshold`) and `prediction.score.max`, an assay
+#'   `prediction.scores.cellpredx` with every type's probability (features are
+#'   types; Seurat turns `_` into `-` in their names), a dimensional reduction
+#'   `cellpredx` (the embedding) and `Misc(query, "CellPredX")`: the training
+#'   history, the settings, the features used and the open-set scores. The
+#'   SingleCellExperiment method writes the same columns into `colData`, the
+#'   embedding as `reducedDim(query, "CellPredX")` and the rest, with the
+#'   probability matrix, into `metadata(query)$CellPredX`. On error the query
+#'   is returned unchanged (nothing is written before the transfer succeeds).
+#' @export
+TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NULL, query.assay = NULL,
+                                  layer = "counts", scenario = "auto", threshold = 0.95, seed = 0,
+                                  device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
+                                  settings = list(), prefix = "predicted", ...) {
+  call <- rlang::current_env()
+  if (!inherits(query, "Seurat")) {
+    cli::cli_abort("{.arg query} must be a Seurat object like {.arg ref}, not {.obj_type_friendly {query}}.", call = call, class = "cellpredx_error")
+  }
+  ref.assay <- ref.assay %||% SeuratObject::DefaultAssay(ref)
+  query.assay <- query.assay %||% SeuratObject::DefaultAssay(query)
+  ref_counts <- seurat_counts(ref, ref.assay, layer, "ref", call)
+  query_counts <- seurat_counts(query, query.assay, layer, "query", call)
+  labels <- metadata_labels(ref.labels, ref[[]], ncol(ref), default = SeuratObject::Idents(ref), call = call)
+  scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query),
+                               ref_kind = assay_kind(ref.assay), query_kind = assay_kind(query.assay), call = call)
+  result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
+                         device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
+                         settings = settings, call = call)
+  p <- result$predictions
+  query[[paste0(prefix, ".id")]] <- p$predicted.id
+  query[["prediction.score.max"]] <- p$prediction.score.max
+  scores <- SeuratObject::CreateAssayObject(data = result$probabilities)
+  SeuratObject::Key(scores) <- "predictionscorescellpredx_"
+  query[["prediction.scores.cellpredx"]] <- scores
+  query[["cellpredx"]] <- SeuratObject::CreateDimReducObject(embeddings = result$embedding, key = "CellPredX_",
+                                                             assay = query.assay)
+  SeuratObject::Misc(query, "CellPredX") <- result_record(result)
+  query
+}
+
+#' @rdname TransferLabels
+#' @export
+TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assay = "counts", query.assay = "counts",
+                                                scenario = "auto", threshold = 0.95, seed = 0,
+                                                device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
+                                                settings = list(), prefix = "predicted", ...) {
+  call <- rlang::current_env()
+  if (!methods::is(query, "SingleCellExperiment")) {
+    cli::cli_abort("{.arg query} must be a SingleCellExperiment like {.arg ref}, not {.obj_type_friendly {query}}.", call = call, class = "cellpredx_error")
+  }
+  if (missing(ref.labels)) {
+    cli::cli_abort("{.arg ref.labels} is missing: give a {.code colData(ref)} column name or one label per cell.", call = call, class = "cellpredx_error")
+  }
+  ref_counts <- sce_counts(ref, ref.assay, "ref", call)
+  query_counts <- sce_counts(query, query.assay, "query", call)
+  labels <- metadata_labels(ref.labels, as.data.frame(SummarizedExperiment::colData(ref)), ncol(ref), call = call)
+  scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query), call = call)
+  result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
+                         device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
+                         settings = settings, call = call)
+  p <- result$predictions
+  SummarizedExperiment::colData(query)[[paste0(prefix, ".id")]] <- p$predicted.id
+  SummarizedExperiment::colData(query)[["prediction.score.max"]] <- p$prediction.score.max
+  SingleCellExperiment::reducedDim(query, "CellPredX") <- result$embedding
+  record <- result_record(result)
+  record$probabilities <- result$probabilities
+  S4Vectors::metadata(query)$CellPredX <- record
+  query
+}
+
+# What the object methods keep beside the columns: enough to see how the labels were made.
+result_record <- function(result) {
+  list(history = result$history, settings = result$settings, scenario = result$scenario,
+       features = result$features, classes = result$classes,
+       open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity")],
+       normalization = result$normalization, scaled = result$scaled, stop = result$stop,
+       device = result$device, seconds = result$seconds,
+       version = as.character(utils::packageVersion("CellPredX")))
+}
+
+assay_kind <- function(assay) {
+  if (grepl("^(peaks?|atac)$", assay, ignore.case = TRUE)) return("peaks")
+  if (grepl("activit|^gam$|^gene_?activity", assay, ignore.case = TRUE)) return("activity")
+  if (grepl("^(rna|sct|integrated)$", assay, ignore.case = TRUE)) return("rna")
+  NULL
+}
+
+seurat_counts <- function(object, assay, layer, arg, call) {
+  if (!assay %in% SeuratObject::Assays(object)) {
+    cli::cli_abort("{.arg {arg}} has no assay {.val {assay}}; its assays are {.val {SeuratObject::Assays(object)}}.",
+                   call = call, class = "cellpredx_error")
+  }
+  counts <- if (utils::packageVersion("SeuratObject") >= "5.0.0") {
+    SeuratObject::LayerData(object, assay = assay, layer = layer)
+  } else {
+    SeuratObject::GetAssayData(object, assay = assay, slot = layer)
+  }
+  if (is.null(counts) || length(counts) == 0 || nrow(counts) == 0) {
+    cli::cli_abort("The {.val {layer}} layer of assay {.val {assay}} in {.arg {arg}} is empty; give the layer that holds the counts.",
+                   call = call, class = "cellpredx_error")
+  }
+  counts
+}
+
+sce_counts <- function(object, assay, arg, call) {
+  if (!assay %in% SummarizedExperiment::assayNames(object)) {
+    cli::cli_abort("{.arg {arg}} has no assay {.val {assay}}; its assays are {.val {SummarizedExperiment::assayNames(object)}}.",
+                   call = call, class = "cellpredx_error")
+  }
+  check_feature_matrix(SummarizedExperiment::assay(object, assay), arg = arg, call = call)
+}
+
+# Labels from a column name of `meta`, a vector, or the default (Seurat identities).
+metadata_labels <- function(labels, meta, n, default = NULL, call) {
+  if (is.null(labels)) {
+    if (is.null(default)) {
+      cli::cli_abort("{.arg ref.labels} is missing.", call = call, class = "cellpredx_error")
+    }
+    return(default)
+  }
+  if (is.character(labels) && length(labels) == 1 && n != 1) {
+    if (!labels %in% names(meta)) {
+      cli::cli_abort(c("The reference has no metadata column {.val {labels}}.",
+                       i = "Its columns are {.val {names(meta)}}."), call = call, class = "cellpredx_error")
+    }
+    return(meta[[labels]])
+  }
+  labels
+}

@@ -1,0 +1,130 @@
+//! Label transfer: R matrices and settings in, predictions, embedding and training record out.
+//! Settings travel as JSON so that every field of the core's `TransferConfig` can be set from R
+//! by name without a line of glue per field.
+
+use crate::convert::{csr_from_r, labels_from_r};
+use crate::errors::{guard, r_err};
+use crate::progress::RProgress;
+use cellpredx::runtime::DeviceChoice;
+use cellpredx::train::{Compute, Scenario};
+use cellpredx::transfer::{transfer, Side, TransferConfig};
+use extendr_api::prelude::*;
+use ndarray::Array2;
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Other(format!("settings: {e}"))
+}
+
+/// The scenario's preset settings as JSON (`{"preprocess": {...}, "training": {...}, ...}`).
+#[extendr]
+fn transfer_preset_(scenario: &str) -> extendr_api::Result<String> {
+    guard("transfer_preset_", || {
+        let scenario: Scenario = scenario.parse().map_err(r_err)?;
+        serde_json::to_string(&TransferConfig::preset(scenario)).map_err(json_error)
+    })
+}
+
+/// Overrides `settings` (a JSON object of field → value, each field found in `preprocess` or
+/// `training` or at the top level) on the scenario's preset.
+fn config_from(scenario: Scenario, overrides: &str) -> extendr_api::Result<TransferConfig> {
+    let mut config = serde_json::to_value(TransferConfig::preset(scenario)).map_err(json_error)?;
+    let overrides: serde_json::Map<String, serde_json::Value> = serde_json::from_str(overrides).map_err(json_error)?;
+    for (name, value) in overrides {
+        let section = ["preprocess", "training"].into_iter().find(|s| config[*s].get(&name).is_some());
+        let slot = match section {
+            Some(section) => &mut config[section][&name],
+            None if config.get(&name).is_some() && name != "scenario" => &mut config[&name],
+            None => return Err(Error::Other(format!("unknown setting `{name}`; see CellPredXPresets() for the settings there are"))),
+        };
+        *slot = value;
+    }
+    serde_json::from_value(config).map_err(|e| Error::Other(format!("a setting has the wrong type: {e}")))
+}
+
+fn features(x: Strings) -> Vec<String> {
+    x.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs a transfer on features x cells matrices. Returns the probabilities (classes x cells),
+/// the embedding (cells x dimensions), the open-set scores, the features used, the training
+/// history (one vector per loss) and the resolved settings as JSON.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn transfer_(
+    reference: Robj,
+    reference_features: Strings,
+    labels: Robj,
+    query: Robj,
+    query_features: Strings,
+    query_embedding: Nullable<RMatrix<f64>>,
+    scenario: &str,
+    settings: &str,
+    device: &str,
+    progress: Nullable<Function>,
+) -> extendr_api::Result<List> {
+    guard("transfer_", || {
+        let scenario: Scenario = scenario.parse().map_err(r_err)?;
+        let config = config_from(scenario, settings)?;
+        let device = device.parse::<DeviceChoice>().map_err(r_err)?.resolve().map_err(r_err)?;
+        let reference = csr_from_r(&reference, "ref")?;
+        let query = csr_from_r(&query, "query")?;
+        let labels = labels_from_r(&labels, "ref.labels")?;
+        let (reference_features, query_features) = (features(reference_features), features(query_features));
+        let embedding = match query_embedding {
+            Nullable::NotNull(e) => {
+                let (rows, cols, data) = (e.nrows(), e.ncols(), e.data());
+                Some(Array2::from_shape_fn((rows, cols), |(i, j)| data[j * rows + i] as f32))
+            }
+            Nullable::Null => None,
+        };
+        let result = transfer(
+            Side { matrix: &reference, features: &reference_features },
+            &labels,
+            Side { matrix: &query, features: &query_features },
+            embedding.as_ref().map(|e| e.view()),
+            &config,
+            Compute::on(device),
+            &mut RProgress::new(progress),
+        )
+        .map_err(r_err)?;
+
+        let p = &result.predictions;
+        let (cells, classes) = p.probabilities.dim();
+        let probabilities = RMatrix::new_matrix(classes, cells, |k, i| p.probabilities[[i, k]] as f64);
+        let embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64);
+        let history = &result.model.history;
+        let column = |f: &dyn Fn(&cellpredx::train::StepRecord) -> Option<f64>| -> Vec<Option<f64>> { history.iter().map(f).collect() };
+        let history = list!(
+            step = history.iter().map(|r| r.step as i32).collect::<Vec<_>>(),
+            learning_rate = column(&|r| Some(r.learning_rate)),
+            total = column(&|r| Some(r.total)),
+            cross_entropy = column(&|r| Some(r.cross_entropy)),
+            projection = column(&|r| r.projection),
+            l1 = column(&|r| r.l1),
+            alignment = column(&|r| r.alignment),
+            contrastive = column(&|r| r.contrastive),
+            center = column(&|r| r.center)
+        );
+        let resolved = serde_json::to_string(&config).map_err(json_error)?;
+        Ok(list!(
+            classes = p.classes.clone(),
+            probabilities = probabilities,
+            embedding = embedding,
+            log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            features = result.features,
+            normalization = serde_json::to_string(&result.normalization).map_err(json_error)?,
+            scaled = result.scaled,
+            history = history,
+            stop = serde_json::to_string(&result.model.stop).map_err(json_error)?,
+            settings = resolved,
+            device = format!("{device:?}")
+        ))
+    })
+}
+
+extendr_module! {
+    mod transfer;
+    fn transfer_preset_;
+    fn transfer_;
+}

@@ -1,0 +1,40 @@
+# Real data for the tests: ../shared/data beside the repository, or CELLPREDX_DATA.
+shared_data_dir <- function() {
+  dir <- Sys.getenv("CELLPREDX_DATA", "")
+  if (!nzchar(dir)) {
+    root <- normalizePath(file.path(testthat::test_path(), "..", ".."), mustWork = FALSE)
+    dir <- file.path(dirname(root), "shared", "data")
+  }
+  dir
+}
+
+skip_without_data <- function(dataset) {
+  if (!dir.exists(file.path(shared_data_dir(), dataset))) {
+    testthat::skip(paste("no shared data for", dataset, "(set CELLPREDX_DATA)"))
+  }
+}
+
+# A MatrixMarket dataset directory as a features x cells dgCMatrix with its metadata.
+read_shared <- function(dataset) {
+  dir <- file.path(shared_data_dir(), dataset)
+  m <- Matrix::readMM(gzfile(file.path(dir, "matrix.mtx.gz")))
+  m <- methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix")
+  dimnames(m) <- list(readLines(file.path(dir, "features.tsv")), readLines(file.path(dir, "barcodes.tsv")))
+  meta <- utils::read.delim(file.path(dir, "metadata.tsv"), stringsAsFactors = FALSE)
+  list(counts = m, meta = meta[match(colnames(m), meta$cell_id), , drop = FALSE])
+}
+
+# PBMC 3k (reference, 9 types) and Garnett's FACS-sorted PBMCs (query), subsampled: small enough
+# for a few seconds of training.
+pbmc_pair <- function(n_ref = 400, n_query = 150) {
+  set.seed(42)
+  ref <- read_shared("pbmc3k_seurat/rna")
+  query <- read_shared("garnett_pbmc_facs_800/rna")
+  # Platelets (14 of 2,638) would be one or two cells in a subsample.
+  keep_ref <- sort(sample(which(ref$meta$cell_type != "Platelet"), n_ref))
+  keep_query <- sort(sample(ncol(query$counts), n_query))
+  list(ref = ref$counts[, keep_ref], ref_meta = ref$meta[keep_ref, ],
+       query = query$counts[, keep_query], query_meta = query$meta[keep_query, ])
+}
+
+quick <- list(max_steps = 40, batch_size = 128)

@@ -1,0 +1,103 @@
+test_that("matrices in, a complete CellPredXResult out", {
+  skip_without_data("pbmc3k_seurat")
+  pair <- pbmc_pair()
+  res <- TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                        settings = quick, threads = 2, verbose = FALSE)
+  expect_s3_class(res, "CellPredXResult")
+  expect_identical(rownames(res$predictions), colnames(pair$query))
+  expect_setequal(rownames(res$probabilities), unique(pair$ref_meta$cell_type))
+  expect_equal(unname(colSums(res$probabilities)), rep(1, ncol(pair$query)), tolerance = 1e-5)
+  expect_equal(dim(res$embedding), c(ncol(pair$query), 64L))
+  expect_equal(nrow(res$history), 40)
+  expect_identical(res$predictions$predicted.id == "Unknown", res$predictions$prediction.score.max < 0.95)
+  expect_equal(res$settings$training$max_steps, 40)
+  # FACS-sorted B cells are the easy part of this pair: most are found even after 40 steps.
+  b <- pair$query_meta$cell_type == "B cells"
+  expect_gt(mean(res$predictions$best.type[b] == "B"), 0.8)
+  expect_output(print(res), "CellPredXResult")
+})
+
+test_that("the same seed gives the same labels; another seed another model", {
+  skip_without_data("pbmc3k_seurat")
+  pair <- pbmc_pair(300, 100)
+  run <- function(seed) {
+    TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                   settings = quick, seed = seed, threads = 2, verbose = FALSE)
+  }
+  a <- run(1)
+  expect_identical(a$probabilities, run(1)$probabilities)
+  expect_false(identical(a$probabilities, run(2)$probabilities))
+})
+
+test_that("Seurat objects get the documented columns, assay, reduction and record", {
+  skip_without_data("pbmc3k_seurat")
+  skip_if_not_installed("Seurat")
+  pair <- pbmc_pair(300, 100)
+  # Seurat warns about the datasets' own gene names with "_"; that is not what is tested here.
+  ref <- suppressWarnings(SeuratObject::CreateSeuratObject(pair$ref, meta.data = data.frame(type = pair$ref_meta$cell_type, row.names = colnames(pair$ref))))
+  query <- suppressWarnings(SeuratObject::CreateSeuratObject(pair$query))
+  out <- suppressWarnings(TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE))
+  expect_true(all(c("predicted.id", "prediction.score.max") %in% names(out[[]])))
+  expect_true("prediction.scores.cellpredx" %in% SeuratObject::Assays(out))
+  expect_equal(dim(SeuratObject::Embeddings(out, "cellpredx")), c(100L, 64L))
+  record <- SeuratObject::Misc(out, "CellPredX")
+  expect_equal(nrow(record$history), 40)
+  expect_identical(record$scenario, "rna_rna")
+
+  SeuratObject::Idents(ref) <- "type"
+  by_idents <- suppressWarnings(TransferLabels(ref, query, scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE, prefix = "cellpredx"))
+  expect_true("cellpredx.id" %in% names(by_idents[[]]))
+
+  before <- query
+  expect_error(TransferLabels(ref, query, ref.labels = "celltype", verbose = FALSE), "no metadata column")
+  expect_identical(query, before)
+})
+
+test_that("SingleCellExperiment objects get colData, reducedDim and metadata", {
+  skip_without_data("pbmc3k_seurat")
+  skip_if_not_installed("SingleCellExperiment")
+  pair <- pbmc_pair(300, 100)
+  ref <- SingleCellExperiment::SingleCellExperiment(list(counts = pair$ref), colData = data.frame(type = pair$ref_meta$cell_type))
+  query <- SingleCellExperiment::SingleCellExperiment(list(counts = pair$query))
+  out <- TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE)
+  expect_true(all(c("predicted.id", "prediction.score.max") %in% names(SummarizedExperiment::colData(out))))
+  expect_equal(dim(SingleCellExperiment::reducedDim(out, "CellPredX")), c(100L, 64L))
+  expect_equal(dim(S4Vectors::metadata(out)$CellPredX$probabilities), c(length(unique(pair$ref_meta$cell_type)), 100L))
+})
+
+test_that("bad input gets a clear error naming the argument", {
+  skip_without_data("pbmc3k_seurat")
+  pair <- pbmc_pair(200, 60)
+  labels <- pair$ref_meta$cell_type
+  go <- function(ref = pair$ref, query = pair$query, ref.labels = labels, ...) {
+    TransferLabels(ref, query, ref.labels = ref.labels, verbose = FALSE, threads = 2, ...)
+  }
+  rna <- function(...) go(scenario = "rna_rna", settings = quick, ...)
+  expect_error(rna(ref.labels = replace(labels, 5, NA)), "missing or empty label.*cell 5")
+  expect_error(rna(ref.labels = rep("T", ncol(pair$ref))), "single cell type")
+  expect_error(rna(ref.labels = labels[-1]), "199 labels for 200 reference cells")
+  expect_warning(rna(ref.labels = replace(labels, 1, "lonely")), "single cell")
+  renamed <- pair$query
+  rownames(renamed) <- paste0("ENSG", seq_len(nrow(renamed)))
+  expect_error(rna(query = renamed), "features are shared")
+  dup <- pair$query
+  rownames(dup)[2] <- rownames(dup)[1]
+  expect_error(rna(query = dup), "duplicated features names")
+  expect_error(rna(query = pair$query[, 0]), "no cells")
+  expect_error(rna(threshold = 1.5), "between 0 and 1")
+  expect_error(go(scenario = "rna"), "must be")
+  expect_error(go(), "cannot tell")
+  expect_error(go(scenario = "rna_rna", settings = list(max_stepz = 10)), "unknown setting `max_stepz`")
+  expect_error(go(scenario = "rna_rna", settings = list(max_steps = "many")), "wrong type")
+  expect_error(go(ref = "counts", scenario = "rna_rna"), "dgCMatrix")
+  if (!CellPredXInfo()$cuda_available) {
+    expect_error(rna(device = "cuda"), "sees no CUDA device")
+  }
+})
+
+test_that("presets list every setting", {
+  preset <- CellPredXPresets("atac_atac")
+  expect_equal(preset$training$max_steps, 1000)
+  expect_equal(preset$preprocess$graph_reduction, "lsi")
+  expect_error(CellPredXPresets("peaks"), "must be one of")
+})
