@@ -32,7 +32,7 @@ bench: setup
 	@$(WITH_ENV) cargo build --release --locked -p cellpredx-cli
 	@$(WITH_ENV) Rscript bench/threads.R
 	@$(WITH_ENV) Rscript bench/pairs.R $(BENCH_ARGS)
-	@$(WITH_ENV) Rscript bench/pairs.R --pairs P1,P2,P3,P4 --variants no_fa,no_cl,no_sc,no_pr $(BENCH_ARGS)
+	@$(WITH_ENV) Rscript bench/pairs.R --pairs P1,P2,P3,P4 --variants no_fa,no_cl,no_sc,no_pr,sc_raw $(BENCH_ARGS)
 
 # Regenerates R/extendr-wrappers.R and the roxygen docs after a change to the Rust entry points.
 wrappers: setup

@@ -5,10 +5,11 @@
 # bench/results/pairs.tsv. Query labels are read only by `evaluate`.
 #
 # Usage (from the repository root, through scripts/with-env, as `make bench` does):
-#   Rscript bench/pairs.R [--pairs P1,P2,...] [--seeds 0,1,2] [--variants full,no_fa,no_cl,no_sc,no_pr]
+#   Rscript bench/pairs.R [--pairs P1,P2,...] [--seeds 0,1,2] [--variants full,no_fa,no_cl,no_sc,no_pr,sc_raw]
 #                         [--device cpu|cuda|auto] [--threads N] [--note TEXT] [--out FILE] [-- extra transfer args]
 # The ablation variants run on P1-P4 only (each removes one loss: no_pr removes projection
-# regularisation and its L1 penalty).
+# regularisation and its L1 penalty; sc_raw keeps every loss but weighs the center loss with the
+# raw attention weights instead of weights normalised to mean 1).
 
 args <- commandArgs(trailingOnly = TRUE)
 extra <- character()
@@ -43,7 +44,8 @@ variant_args <- list(
   no_fa = c("--alignment-weight", "0"),
   no_cl = c("--contrastive-weight", "0"),
   no_sc = c("--center-weight", "0"),
-  no_pr = c("--projection-weight", "0", "--l1-weight", "0")
+  no_pr = c("--projection-weight", "0", "--l1-weight", "0"),
+  sc_raw = c("--center-weighting", "raw")
 )
 unknown <- setdiff(variants, names(variant_args))
 if (length(unknown)) stop("unknown variant(s): ", paste(unknown, collapse = ", "))

@@ -29,6 +29,8 @@ enum Command {
     },
     /// Transfer labels from an annotated reference to a query and write the predictions.
     Transfer(transfer::TransferArgs),
+    /// Annotate cells with a model saved by `transfer --save-model`.
+    Predict(transfer::PredictArgs),
     /// Score predictions against the query's true labels (accuracy, macro-F1, AUROC, OSCR).
     Evaluate(evaluate::EvaluateArgs),
     /// Time training steps of the network on random minibatches (milliseconds per step).
@@ -75,6 +77,7 @@ fn run(cli: Cli) -> cellpredx::Result<()> {
         }
         Command::Transfer(args) => transfer::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Predict(args) => transfer::predict(args),
         Command::BenchStep { features, batch, classes, steps, device } => {
             let device = device.parse::<DeviceChoice>()?.resolve()?;
             let shape = NetworkShape::new(features, classes);

@@ -7,8 +7,9 @@ use cellpredx::labels::Labels;
 use cellpredx::losses::CenterWeighting;
 use cellpredx::progress::{ProgressEvent, ProgressSink};
 use cellpredx::runtime::{self, DeviceChoice};
+use cellpredx::predict::Predictions;
 use cellpredx::train::{Compute, FirstLayer, Scenario};
-use cellpredx::transfer::{self, Side, TransferConfig};
+use cellpredx::transfer::{self, Side, TransferConfig, TransferModel};
 use cellpredx::{CellPredXError, Result};
 use clap::Args;
 use serde_json::json;
@@ -105,6 +106,30 @@ pub struct TransferArgs {
     /// Compute the first layer densely on CPU too (slower; the reference implementation).
     #[arg(long)]
     dense_first_layer: bool,
+    /// Also save the trained model (model.safetensors + model.json) in this directory, for `cellpredx predict`.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A model directory written by `cellpredx transfer --save-model`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Cells to annotate, in any format `transfer` reads.
+    #[arg(long)]
+    query: PathBuf,
+    /// Keep only these cells: a file with one cell name per line.
+    #[arg(long)]
+    query_cells: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    /// Confidence below which a cell is called "Unknown" (default: the model's).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 impl TransferArgs {
@@ -198,6 +223,38 @@ fn keep_cells(dataset: Dataset, list: Option<&Path>) -> Result<Dataset> {
     Ok(Dataset { matrix: dataset.matrix.select_rows(&rows)?, features: dataset.features, cells: wanted })
 }
 
+/// Writes predictions.tsv (label, most probable type, confidence, open-set scores, one
+/// probability per type) and embedding.tsv into `out`.
+fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, threshold: f64) -> Result<()> {
+    create_dir(out)?;
+    let labels_out = predictions.labels(threshold);
+    let best = predictions.best();
+    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into(), "prototype_similarity".into()];
+    header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
+    let rows = cells.iter().enumerate().map(|(i, cell)| {
+        let mut row = vec![
+            cell.clone(),
+            labels_out[i].to_string(),
+            predictions.classes[best[i].0].clone(),
+            float(best[i].1),
+            float(predictions.log_doubt[i]),
+            float(predictions.prototype_similarity[i]),
+        ];
+        row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
+        row
+    });
+    io::write_table(&out.join("predictions.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
+
+    let mut header = vec!["cell".to_string()];
+    header.extend((1..=predictions.embedding.ncols()).map(|j| format!("CellPredX_{j}")));
+    let rows = cells.iter().enumerate().map(|(i, cell)| {
+        std::iter::once(cell.clone()).chain(predictions.embedding.row(i).iter().map(|&v| float(v))).collect()
+    });
+    io::write_table(&out.join("embedding.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
+
+    Ok(())
+}
+
 fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("cannot create {}", path.display()), e))
 }
@@ -258,35 +315,10 @@ pub fn run(args: TransferArgs) -> Result<()> {
     )?;
     let fit_seconds = fit_started.elapsed().as_secs_f64();
 
-    create_dir(&args.out)?;
-    let predictions = &result.predictions;
-    let labels_out = predictions.labels(config.threshold);
-    let best = predictions.best();
-    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into(), "prototype_similarity".into()];
-    header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
-    let rows = query.cells.iter().enumerate().map(|(i, cell)| {
-        let mut row = vec![
-            cell.clone(),
-            labels_out[i].to_string(),
-            predictions.classes[best[i].0].clone(),
-            float(best[i].1),
-            float(predictions.log_doubt[i]),
-            float(predictions.prototype_similarity[i]),
-        ];
-        row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
-        row
-    });
-    io::write_table(&args.out.join("predictions.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
-
-    let mut header = vec!["cell".to_string()];
-    header.extend((1..=predictions.embedding.ncols()).map(|j| format!("CellPredX_{j}")));
-    let rows = query.cells.iter().enumerate().map(|(i, cell)| {
-        std::iter::once(cell.clone()).chain(predictions.embedding.row(i).iter().map(|&v| float(v))).collect()
-    });
-    io::write_table(&args.out.join("embedding.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
-
+    write_predictions(&args.out, &query.cells, &result.predictions, config.threshold)?;
+    let labels_out = result.predictions.labels(config.threshold);
     let header = ["step", "learning_rate", "total", "cross_entropy", "projection", "l1", "alignment", "contrastive", "center"];
-    let rows = result.model.history.iter().map(|r| {
+    let rows = result.model.network.history.iter().map(|r| {
         vec![
             r.step.to_string(),
             format!("{}", r.learning_rate),
@@ -305,12 +337,12 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "scenario": config.scenario.name(),
         "reference_cells": reference.cells.len(),
         "query_cells": query.cells.len(),
-        "features": result.features.len(),
-        "classes": predictions.classes,
+        "features": result.model.description.features.len(),
+        "classes": result.predictions.classes,
         "normalization": result.normalization,
-        "scaled": result.scaled,
-        "steps": result.model.history.len(),
-        "stop": result.model.stop,
+        "scaled": result.model.description.scale,
+        "steps": result.model.network.history.len(),
+        "stop": result.model.network.stop,
         "device": format!("{device:?}"),
         "threads": runtime::threads(),
         "read_seconds": read_seconds,
@@ -321,15 +353,30 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "config": config,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| CellPredXError::invalid(e.to_string()))?;
+    if let Some(dir) = &args.save_model {
+        result.model.save(dir)?;
+    }
     let path = args.out.join("run.json");
     std::fs::write(&path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))?;
     say(format!(
         "done in {:.1} s (fit + predict {:.1} s, {} steps, stop: {:?}); results in {}",
         started.elapsed().as_secs_f64(),
         fit_seconds,
-        result.model.history.len(),
-        result.model.stop,
+        result.model.network.history.len(),
+        result.model.network.stop,
         args.out.display()
     ));
     Ok(())
+}
+
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let device = args.device.parse::<DeviceChoice>()?.resolve()?;
+    let model = TransferModel::load(&args.model, Compute::on(device))?;
+    let threshold = args.threshold.unwrap_or(model.description.threshold);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {threshold}")));
+    }
+    let query = keep_cells(io::read_dataset(&args.query)?, args.query_cells.as_deref())?;
+    let predictions = model.predict(Side { matrix: &query.matrix, features: &query.features }, &mut Console { quiet: true, last: None })?;
+    write_predictions(&args.out, &query.cells, &predictions, threshold)
 }

@@ -148,3 +148,18 @@ fn bad_inputs_fail_with_one_line() {
     assert!(scenario.contains("scenario must be one of"), "{scenario}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_saved_model_annotates_the_query_again() {
+    let Some(data) = shared_data() else { return };
+    let pancreas = data.join("scclassify_pancreas_xin_wang");
+    let root = scratch("model");
+    let (first, model, second) = (root.join("first"), root.join("model"), root.join("second"));
+    assert_ok(&transfer(&pancreas.join("xin"), &pancreas.join("wang"), &first, &["--max-steps", "40", "--save-model", s(&model)]));
+    assert!(model.join("model.json").is_file() && model.join("model.safetensors").is_file());
+    assert_ok(&cellpredx(&["predict", "--model", s(&model), "--query", s(&pancreas.join("wang")), "--out", s(&second), "--device", "cpu"]));
+    assert_eq!(std::fs::read(first.join("predictions.tsv")).unwrap(), std::fs::read(second.join("predictions.tsv")).unwrap());
+    let missing = one_line_error(&cellpredx(&["predict", "--model", s(&root.join("nope")), "--query", s(&pancreas.join("wang")), "--out", s(&second)]));
+    assert!(missing.contains("cannot read the model description"), "{missing}");
+    let _ = std::fs::remove_dir_all(&root);
+}

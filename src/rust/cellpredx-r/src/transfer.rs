@@ -92,7 +92,7 @@ fn transfer_(
         let (cells, classes) = p.probabilities.dim();
         let probabilities = RMatrix::new_matrix(classes, cells, |k, i| p.probabilities[[i, k]] as f64);
         let embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64);
-        let history = &result.model.history;
+        let history = &result.model.network.history;
         let column = |f: &dyn Fn(&cellpredx::train::StepRecord) -> Option<f64>| -> Vec<Option<f64>> { history.iter().map(f).collect() };
         let history = list!(
             step = history.iter().map(|r| r.step as i32).collect::<Vec<_>>(),
@@ -112,11 +112,11 @@ fn transfer_(
             embedding = embedding,
             log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
             prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-            features = result.features,
+            features = result.model.description.features.clone(),
             normalization = serde_json::to_string(&result.normalization).map_err(json_error)?,
-            scaled = result.scaled,
+            scaled = result.model.description.scale,
             history = history,
-            stop = serde_json::to_string(&result.model.stop).map_err(json_error)?,
+            stop = serde_json::to_string(&result.model.network.stop).map_err(json_error)?,
             settings = resolved,
             device = format!("{device:?}")
         ))

@@ -287,6 +287,7 @@ pub enum StopReason {
 
 /// A fitted network with what it needs to predict: the class names and the layer sizes.
 pub struct TrainedModel {
+    pub(crate) vs: nn::VarStore,
     pub(crate) net: CellPredXNet,
     pub classes: Vec<String>,
     pub config: TrainingConfig,
@@ -294,13 +295,42 @@ pub struct TrainedModel {
     pub stop: StopReason,
     pub(crate) compute: Compute,
     pub(crate) centers: Option<Tensor>,
-    /// Mean reference embedding of each class under the final weights (classes × embedding).
+    /// Mean reference embedding of each class under the final weights (classes × embedding);
+    /// a variable of `vs`, so that it is saved with the weights.
     pub(crate) prototypes: Tensor,
 }
 
 impl TrainedModel {
     pub fn shape(&self) -> NetworkShape {
         self.net.shape
+    }
+
+    /// Writes the weights (and prototypes) to a safetensors file.
+    pub fn save_weights(&self, path: &std::path::Path) -> Result<()> {
+        self.vs.save(path).map_err(|e| CellPredXError::invalid(format!("cannot write {}: {}", path.display(), CellPredXError::from(e))))
+    }
+
+    /// A network of `shape` with the weights of a safetensors file written by `save_weights`.
+    pub fn load_weights(
+        path: &std::path::Path,
+        shape: NetworkShape,
+        classes: Vec<String>,
+        config: TrainingConfig,
+        stop: StopReason,
+        compute: Compute,
+    ) -> Result<Self> {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let net = CellPredXNet::new(&vs.root(), shape);
+        let prototypes = prototype_variable(&vs, shape)?;
+        vs.load(path).map_err(|e| {
+            CellPredXError::invalid(format!(
+                "{} is missing, truncated or not the weights of this model: {}",
+                path.display(),
+                CellPredXError::from(e)
+            ))
+        })?;
+        vs.set_device(compute.device);
+        Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes })
     }
 
     /// The class centers of the sparse center loss (classes × embedding), once it has run.
@@ -507,6 +537,11 @@ fn class_codes(labels: &Labels, rows: &[usize], device: Device) -> Result<Tensor
     Ok(Tensor::f_from_slice(&codes)?.f_to_device(device)?)
 }
 
+/// The prototypes' place in the variable store (not trained; filled after training).
+pub(crate) fn prototype_variable(vs: &nn::VarStore, shape: NetworkShape) -> Result<Tensor> {
+    Ok(vs.root().f_zeros_no_train("prototypes", &[shape.n_classes, shape.embedding_dim])?)
+}
+
 /// Mean reference embedding of each class: where the centers start when the center loss begins.
 fn class_means(encoder: &Encoder<'_>, data: &TrainingData<'_>, device: Device) -> Result<Tensor> {
     tch::no_grad(|| {
@@ -541,6 +576,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         n_classes: data.labels.classes().len() as i64,
     };
     let net = CellPredXNet::new(&vs.root(), shape);
+    let mut prototypes = prototype_variable(&vs, shape)?;
     vs.set_device(device);
     let mut optimizer = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false }
         .build(&vs, config.learning_rate)?;
@@ -661,8 +697,9 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         }
     }
     average.install(&vs)?;
-    let prototypes = class_means(&Encoder::new(&net, compute)?, data, device)?;
-    Ok(TrainedModel { net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers, prototypes })
+    let means = class_means(&Encoder::new(&net, compute)?, data, device)?;
+    tch::no_grad(|| prototypes.f_copy_(&means))?;
+    Ok(TrainedModel { vs, net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers, prototypes })
 }
 
 /// The cells of the center loss: all reference cells with their labels, and the query cells of

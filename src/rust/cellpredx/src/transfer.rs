@@ -10,9 +10,12 @@ use crate::predict::{Predictions, DEFAULT_THRESHOLD};
 use crate::preprocess::{self, FeatureScaling};
 use crate::progress::ProgressSink;
 use crate::sparse::CsrMatrix;
-use crate::train::{train, Compute, Scenario, TrainedModel, TrainingConfig, TrainingData};
+use crate::model::NetworkShape;
+use crate::train::{train, Compute, Scenario, StopReason, TrainedModel, TrainingConfig, TrainingData};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
 
 /// How counts become the network's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,15 +121,124 @@ pub struct Side<'a> {
     pub features: &'a [String],
 }
 
-/// The result of a transfer: the fitted model with the features it was trained on (in order),
-/// the query's predictions and the neighbour graph the contrastive loss used.
+/// The result of a transfer: the fitted model, the query's predictions, the neighbour graph the
+/// contrastive loss used and how each side was normalised.
 pub struct Transfer {
-    pub model: TrainedModel,
-    pub features: Vec<String>,
+    pub model: TransferModel,
     pub predictions: Predictions,
     pub query_graph: KnnGraph,
     pub normalization: [Normalization; 2],
-    pub scaled: bool,
+}
+
+/// What a fitted model needs beside its weights to annotate new cells; saved as `model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelDescription {
+    pub format: u32,
+    pub package_version: String,
+    pub scenario: Scenario,
+    pub shape: NetworkShape,
+    /// The input features, in the network's order.
+    pub features: Vec<String>,
+    pub classes: Vec<String>,
+    /// As configured: `Auto` is resolved again for each dataset.
+    pub normalization: Normalization,
+    pub scale: bool,
+    pub threshold: f64,
+    pub training: TrainingConfig,
+    pub steps: usize,
+    pub stop: StopReason,
+}
+
+const MODEL_FORMAT: u32 = 1;
+const WEIGHTS_FILE: &str = "model.safetensors";
+const DESCRIPTION_FILE: &str = "model.json";
+
+/// A trained network with its description: reusable on new cells, savable and loadable.
+pub struct TransferModel {
+    pub network: TrainedModel,
+    pub description: ModelDescription,
+}
+
+impl TransferModel {
+    /// The network's input for `cells`: its features in the model's order (others ignored,
+    /// missing ones zero), normalised and scaled as the training query was.
+    fn prepare(&self, cells: Side<'_>) -> Result<CsrMatrix> {
+        let features = &self.description.features;
+        let position: HashMap<&str, u32> = features.iter().enumerate().map(|(i, f)| (f.as_str(), i as u32)).collect();
+        let column_map: Vec<Option<u32>> = cells.features.iter().map(|f| position.get(f.as_str()).copied()).collect();
+        let present = column_map.iter().flatten().count();
+        if present < preprocess::MIN_SHARED_FEATURES.min(features.len()) {
+            return Err(CellPredXError::invalid(format!(
+                "only {present} of the model's {} features are among the {} features of the cells to annotate; at least {} are needed",
+                features.len(),
+                cells.features.len(),
+                preprocess::MIN_SHARED_FEATURES
+            )));
+        }
+        let m = cells.matrix;
+        let (mut indptr, mut indices, mut values) = (vec![0usize], Vec::new(), Vec::new());
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        for r in 0..m.n_rows() {
+            let (idx, vals) = m.row(r);
+            row.clear();
+            row.extend(idx.iter().zip(vals).filter_map(|(&c, &v)| column_map[c as usize].map(|k| (k, v))));
+            row.sort_unstable_by_key(|&(k, _)| k);
+            indices.extend(row.iter().map(|&(k, _)| k));
+            values.extend(row.iter().map(|&(_, v)| v));
+            indptr.push(indices.len());
+        }
+        let aligned = CsrMatrix::try_new(m.n_rows(), features.len(), indptr, indices, values)?;
+        let normalized = normalize(aligned.clone(), resolve(self.description.normalization, &aligned));
+        if self.description.scale {
+            scaled(&normalized)
+        } else {
+            Ok(normalized)
+        }
+    }
+
+    /// Probabilities and embeddings of new cells (cells × features with the features' names).
+    pub fn predict(&self, cells: Side<'_>, progress: &mut dyn ProgressSink) -> Result<Predictions> {
+        if cells.features.len() != cells.matrix.n_cols() {
+            return Err(CellPredXError::DimensionMismatch { what: "feature names".into(), expected: cells.matrix.n_cols(), got: cells.features.len() });
+        }
+        self.network.predict(&self.prepare(cells)?, progress)
+    }
+
+    /// Writes `model.safetensors` (weights) and `model.json` (this description) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| CellPredXError::io(format!("cannot create {}", dir.display()), e))?;
+        self.network.save_weights(&dir.join(WEIGHTS_FILE))?;
+        let text = serde_json::to_string_pretty(&self.description).map_err(|e| CellPredXError::invalid(e.to_string()))?;
+        let path = dir.join(DESCRIPTION_FILE);
+        std::fs::write(&path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))
+    }
+
+    /// Reads a model written by `save`.
+    pub fn load(dir: &Path, compute: Compute) -> Result<Self> {
+        let path = dir.join(DESCRIPTION_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| CellPredXError::io(format!("cannot read the model description {}", path.display()), e))?;
+        let description: ModelDescription = serde_json::from_str(&text)
+            .map_err(|e| CellPredXError::invalid(format!("{} is not a CellPredX model description: {e}", path.display())))?;
+        if description.format != MODEL_FORMAT {
+            return Err(CellPredXError::invalid(format!(
+                "{} has model format {}, this version reads format {MODEL_FORMAT}; save the model again with this version",
+                path.display(),
+                description.format
+            )));
+        }
+        if description.features.len() as i64 != description.shape.input_dim || description.classes.len() as i64 != description.shape.n_classes {
+            return Err(CellPredXError::invalid(format!("{}: the features or classes do not match the network's shape", path.display())));
+        }
+        let network = TrainedModel::load_weights(
+            &dir.join(WEIGHTS_FILE),
+            description.shape,
+            description.classes.clone(),
+            description.training.clone(),
+            description.stop,
+            compute,
+        )?;
+        Ok(TransferModel { network, description })
+    }
 }
 
 /// The feature count up to which `scale: None` scales. On the benchmark pairs, scaling raised
@@ -258,7 +370,105 @@ pub fn transfer(
         query_input = scaled(&query_input)?;
     }
     let data = TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &query_graph };
-    let model = train(&data, &config.training, compute, progress)?;
-    let predictions = model.predict(&query_input, progress)?;
-    Ok(Transfer { model, features: matched.names, predictions, query_graph, normalization, scaled: scale })
+    let network = train(&data, &config.training, compute, progress)?;
+    let predictions = network.predict(&query_input, progress)?;
+    let description = ModelDescription {
+        format: MODEL_FORMAT,
+        package_version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario: config.scenario,
+        shape: network.shape(),
+        features: matched.names,
+        classes: network.classes.clone(),
+        normalization: config.preprocess.normalization,
+        scale,
+        threshold: config.threshold,
+        training: config.training.clone(),
+        steps: network.history.len(),
+        stop: network.stop,
+    };
+    Ok(Transfer { model: TransferModel { network, description }, predictions, query_graph, normalization })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use crate::train::tests::toy_pair;
+    use tch::Device;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("cellpredx-transfer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn toy_transfer() -> (Transfer, CsrMatrix, Vec<String>) {
+        let (reference, labels, query) = toy_pair(80, 60);
+        let features: Vec<String> = (0..reference.n_cols()).map(|i| format!("gene{i}")).collect();
+        let mut config = TransferConfig::preset(Scenario::RnaRna);
+        config.training.max_steps = 30;
+        config.training.batch_size = 32;
+        let result = transfer(
+            Side { matrix: &reference, features: &features },
+            &labels,
+            Side { matrix: &query, features: &features },
+            None,
+            &config,
+            Compute::on(Device::Cpu),
+            &mut Silent,
+        )
+        .unwrap();
+        (result, query, features)
+    }
+
+    #[test]
+    fn a_saved_model_predicts_new_cells_as_the_transfer_did() {
+        let (result, query, features) = toy_transfer();
+        let dir = scratch("roundtrip");
+        result.model.save(&dir).unwrap();
+        let loaded = TransferModel::load(&dir, Compute::on(Device::Cpu)).unwrap();
+        assert_eq!(loaded.description, result.model.description);
+
+        // The same cells with their features in reverse order plus one the model never saw.
+        let order: Vec<usize> = (0..query.n_cols()).rev().collect();
+        let mut shuffled_features: Vec<String> = order.iter().map(|&i| features[i].clone()).collect();
+        shuffled_features.push("unseen".into());
+        let shuffled = preprocess::select_columns(&query, &order);
+        let widened = CsrMatrix::try_new(
+            shuffled.n_rows(),
+            shuffled.n_cols() + 1,
+            shuffled.indptr().to_vec(),
+            shuffled.indices().to_vec(),
+            shuffled.values().to_vec(),
+        )
+        .unwrap();
+        let again = loaded.predict(Side { matrix: &widened, features: &shuffled_features }, &mut Silent).unwrap();
+        let max_diff = again
+            .probabilities
+            .iter()
+            .zip(result.predictions.probabilities.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-6, "probabilities differ by {max_diff}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn broken_model_files_are_explained() {
+        let (result, query, _) = toy_transfer();
+        let dir = scratch("broken");
+        let load_error = |dir: &Path| TransferModel::load(dir, Compute::on(Device::Cpu)).err().unwrap().to_string();
+        assert!(load_error(&dir).contains("cannot read the model description"));
+        result.model.save(&dir).unwrap();
+        let weights = dir.join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(load_error(&dir).contains("missing, truncated or not the weights"), "{}", load_error(&dir));
+        std::fs::write(dir.join(DESCRIPTION_FILE), "{\"format\": 1}").unwrap();
+        assert!(load_error(&dir).contains("is not a CellPredX model description"));
+        let other: Vec<String> = (0..query.n_cols()).map(|i| format!("other{i}")).collect();
+        let err = result.model.predict(Side { matrix: &query, features: &other }, &mut Silent).err().unwrap().to_string();
+        assert!(err.starts_with("only 0 of the model's 120 features"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
