@@ -10,6 +10,14 @@ labels_roundtrip_ <- function(x) .Call(wrap__labels_roundtrip_, x)
 # cells x k index matrix and the matching distances.
 knn_graph_ <- function(embedding, k, metric, progress) .Call(wrap__knn_graph_, embedding, k, metric, progress)
 
+# Predictions for new cells (features x cells, with feature names).
+model_predict_ <- function(handle, cells, features, progress) .Call(wrap__model_predict_, handle, cells, features, progress)
+
+model_save_ <- function(handle, path) .Call(wrap__model_save_, handle, path)
+
+# A saved model and its description (JSON).
+model_load_ <- function(path, device) .Call(wrap__model_load_, path, device)
+
 # What this build runs on, for CellPredXInfo().
 runtime_info_ <- function() .Call(wrap__runtime_info_)
 
@@ -28,8 +36,8 @@ trigger_panic_ <- function(message) .Call(wrap__trigger_panic_, message)
 # The scenario's preset settings as JSON (`{"preprocess": {...}, "training": {...}, ...}`).
 transfer_preset_ <- function(scenario) .Call(wrap__transfer_preset_, scenario)
 
-# Runs a transfer on features x cells matrices. Returns the probabilities (classes x cells),
-# the embedding (cells x dimensions), the open-set scores, the features used, the training
-# history (one vector per loss) and the resolved settings as JSON.
+# Runs a transfer on features x cells matrices. Returns the predictions (`predictions_to_r`),
+# the features used, the training history (one vector per loss), the resolved settings as
+# JSON, and the model (an external pointer) with its description as JSON.
 transfer_ <- function(reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress) .Call(wrap__transfer_, reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress)
 

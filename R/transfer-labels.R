@@ -33,9 +33,11 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #' @param ... Passed on to the methods.
 #' @return For matrices, a `CellPredXResult`: a list with `predictions` (a data
 #'   frame, one row per query cell: `predicted.id`, `prediction.score.max`,
-#'   `best.type`, `log.doubt`, `prototype.similarity`), `probabilities` (types x
-#'   cells), `embedding` (cells x 64), `history` (every loss at every step) and
-#'   the settings used. For objects, the query with the results written in
+#'   `best.type`, `log.doubt` = ln(1 - max probability), `prototype.similarity`
+#'   = cosine similarity to the nearest type's mean reference embedding),
+#'   `probabilities` (types x cells), `embedding` (cells x 64), `history` (every
+#'   loss at every step), the settings used and `model`, a `CellPredXModel`
+#'   that annotates further cells with [predict()][predict.CellPredXModel]. For objects, the query with the results written in
 #'   (see the methods).
 #' @examples
 #' \donttest{
@@ -130,6 +132,22 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
 }
 
 transfer_result <- function(raw, cells, threshold, scenario, seconds) {
+  result <- prediction_result(raw$predictions, cells, threshold)
+  result$history <- as.data.frame(lapply(raw$history, function(x) vapply(x, function(v) if (is.null(v)) NA_real_ else v, numeric(1))))
+  result$features <- raw$features
+  result$scenario <- scenario
+  result$settings <- jsonlite::fromJSON(raw$settings)
+  result$normalization <- jsonlite::fromJSON(raw$normalization)
+  result$scaled <- raw$scaled
+  result$stop <- jsonlite::fromJSON(raw$stop)
+  result$device <- raw$device
+  result$seconds <- seconds
+  result$model <- new_model(raw$model, raw$description)
+  result
+}
+
+# Predictions from the core as R objects: a data frame per cell, probabilities, embedding.
+prediction_result <- function(raw, cells, threshold) {
   probabilities <- raw$probabilities
   dimnames(probabilities) <- list(raw$classes, cells)
   best <- max.col(t(probabilities), ties.method = "first")
@@ -145,30 +163,17 @@ transfer_result <- function(raw, cells, threshold, scenario, seconds) {
   )
   embedding <- raw$embedding
   dimnames(embedding) <- list(cells, paste0("CellPredX_", seq_len(ncol(embedding))))
-  structure(list(
-    predictions = predictions,
-    probabilities = probabilities,
-    embedding = embedding,
-    history = as.data.frame(lapply(raw$history, function(x) vapply(x, function(v) if (is.null(v)) NA_real_ else v, numeric(1)))),
-    classes = raw$classes,
-    features = raw$features,
-    scenario = scenario,
-    settings = jsonlite::fromJSON(raw$settings),
-    normalization = jsonlite::fromJSON(raw$normalization),
-    scaled = raw$scaled,
-    stop = jsonlite::fromJSON(raw$stop),
-    device = raw$device,
-    seconds = seconds
-  ), class = "CellPredXResult")
+  structure(list(predictions = predictions, probabilities = probabilities, embedding = embedding,
+                 classes = raw$classes), class = "CellPredXResult")
 }
 
 #' @export
 print.CellPredXResult <- function(x, ...) {
-  cat(sprintf("<CellPredXResult> %d query cells, %d types, %d features, scenario %s\n",
-              nrow(x$predictions), length(x$classes), length(x$features), x$scenario))
-  cat(sprintf("  %d training steps (%s) on %s in %.1f s; %.1f%% Unknown at threshold %.2f\n",
-              nrow(x$history), x$stop, x$device, x$seconds,
-              100 * mean(x$predictions$predicted.id == "Unknown"), x$settings$threshold))
+  cat(sprintf("<CellPredXResult> %d cells, %d types\n", nrow(x$predictions), length(x$classes)))
+  if (!is.null(x$history)) {
+    cat(sprintf("  %d training steps (%s) on %s in %.1f s\n", nrow(x$history), x$stop, x$device, x$seconds))
+  }
+  cat(sprintf("  %.1f%% Unknown\n", 100 * mean(x$predictions$predicted.id == "Unknown")))
   counts <- sort(table(x$predictions$predicted.id), decreasing = TRUE)
   cat("  predicted:", paste(sprintf("%s %d", names(counts), as.integer(counts)), collapse = ", "), "\n")
   invisible(x)
@@ -316,7 +321,7 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
 
 # What the object methods keep beside the columns: enough to see how the labels were made.
 result_record <- function(result) {
-  list(history = result$history, settings = result$settings, scenario = result$scenario,
+  list(model = result$model, history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
        open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity")],
        normalization = result$normalization, scaled = result$scaled, stop = result$stop,

@@ -7,6 +7,7 @@ use extendr_api::prelude::*;
 mod convert;
 mod errors;
 mod graph;
+mod model;
 mod progress;
 mod runtime;
 mod transfer;
@@ -15,6 +16,7 @@ extendr_module! {
     mod CellPredX;
     use convert;
     use graph;
+    use model;
     use runtime;
     use transfer;
 }

@@ -7,6 +7,7 @@ use crate::errors::{guard, r_err};
 use crate::progress::RProgress;
 use cellpredx::runtime::DeviceChoice;
 use cellpredx::train::{Compute, Scenario};
+use cellpredx::predict::Predictions;
 use cellpredx::transfer::{transfer, Side, TransferConfig};
 use extendr_api::prelude::*;
 use ndarray::Array2;
@@ -45,9 +46,21 @@ fn features(x: Strings) -> Vec<String> {
     x.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs a transfer on features x cells matrices. Returns the probabilities (classes x cells),
-/// the embedding (cells x dimensions), the open-set scores, the features used, the training
-/// history (one vector per loss) and the resolved settings as JSON.
+/// Probabilities (classes x cells), embedding (cells x dimensions) and open-set scores.
+pub fn predictions_to_r(p: &Predictions) -> List {
+    let (cells, classes) = p.probabilities.dim();
+    list!(
+        classes = p.classes.clone(),
+        probabilities = RMatrix::new_matrix(classes, cells, |k, i| p.probabilities[[i, k]] as f64),
+        embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64),
+        log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>()
+    )
+}
+
+/// Runs a transfer on features x cells matrices. Returns the predictions (`predictions_to_r`),
+/// the features used, the training history (one vector per loss), the resolved settings as
+/// JSON, and the model (an external pointer) with its description as JSON.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn transfer_(
@@ -88,10 +101,6 @@ fn transfer_(
         )
         .map_err(r_err)?;
 
-        let p = &result.predictions;
-        let (cells, classes) = p.probabilities.dim();
-        let probabilities = RMatrix::new_matrix(classes, cells, |k, i| p.probabilities[[i, k]] as f64);
-        let embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64);
         let history = &result.model.network.history;
         let column = |f: &dyn Fn(&cellpredx::train::StepRecord) -> Option<f64>| -> Vec<Option<f64>> { history.iter().map(f).collect() };
         let history = list!(
@@ -106,19 +115,18 @@ fn transfer_(
             center = column(&|r| r.center)
         );
         let resolved = serde_json::to_string(&config).map_err(json_error)?;
+        let description = serde_json::to_string(&result.model.description).map_err(json_error)?;
         Ok(list!(
-            classes = p.classes.clone(),
-            probabilities = probabilities,
-            embedding = embedding,
-            log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-            prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            predictions = predictions_to_r(&result.predictions),
             features = result.model.description.features.clone(),
             normalization = serde_json::to_string(&result.normalization).map_err(json_error)?,
             scaled = result.model.description.scale,
             history = history,
             stop = serde_json::to_string(&result.model.network.stop).map_err(json_error)?,
             settings = resolved,
-            device = format!("{device:?}")
+            device = format!("{device:?}"),
+            model = ExternalPtr::new(result.model),
+            description = description
         ))
     })
 }

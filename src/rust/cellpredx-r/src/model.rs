@@ -1,0 +1,56 @@
+//! Fitted models kept in R: predict new cells, save, load.
+
+use crate::convert::csr_from_r;
+use crate::errors::{guard, r_err};
+use crate::progress::RProgress;
+use crate::transfer::predictions_to_r;
+use cellpredx::runtime::DeviceChoice;
+use cellpredx::train::Compute;
+use cellpredx::transfer::{Side, TransferModel};
+use extendr_api::prelude::*;
+use std::path::Path;
+
+/// The model behind an R handle. A handle restored by readRDS() points nowhere: say how to keep
+/// models across sessions.
+fn model_of(handle: &Robj) -> extendr_api::Result<&ExternalPtr<TransferModel>> {
+    <&ExternalPtr<TransferModel>>::try_from(handle).map_err(|_| {
+        Error::Other(
+            "this CellPredX model has no weights in this R session (saveRDS() does not keep them); save models with SaveCellPredX() and read them back with LoadCellPredX()".into(),
+        )
+    })
+}
+
+/// Predictions for new cells (features x cells, with feature names).
+#[extendr]
+fn model_predict_(handle: Robj, cells: Robj, features: Strings, progress: Nullable<Function>) -> extendr_api::Result<List> {
+    guard("model_predict_", || {
+        let model = model_of(&handle)?;
+        let matrix = csr_from_r(&cells, "newdata")?;
+        let features: Vec<String> = features.iter().map(|s| s.to_string()).collect();
+        let predictions = model.predict(Side { matrix: &matrix, features: &features }, &mut RProgress::new(progress)).map_err(r_err)?;
+        Ok(predictions_to_r(&predictions))
+    })
+}
+
+#[extendr]
+fn model_save_(handle: Robj, path: &str) -> extendr_api::Result<()> {
+    guard("model_save_", || model_of(&handle)?.save(Path::new(path)).map_err(r_err))
+}
+
+/// A saved model and its description (JSON).
+#[extendr]
+fn model_load_(path: &str, device: &str) -> extendr_api::Result<List> {
+    guard("model_load_", || {
+        let device = device.parse::<DeviceChoice>().map_err(r_err)?.resolve().map_err(r_err)?;
+        let model = TransferModel::load(Path::new(path), Compute::on(device)).map_err(r_err)?;
+        let description = serde_json::to_string(&model.description).map_err(|e| Error::Other(e.to_string()))?;
+        Ok(list!(model = ExternalPtr::new(model), description = description))
+    })
+}
+
+extendr_module! {
+    mod model;
+    fn model_predict_;
+    fn model_save_;
+    fn model_load_;
+}
