@@ -342,7 +342,9 @@ seurat_counts <- function(object, assay, layer, arg, call) {
                    call = call, class = "cellpredx_error")
   }
   counts <- if (utils::packageVersion("SeuratObject") >= "5.0.0") {
-    SeuratObject::LayerData(object, assay = assay, layer = layer)
+    # Looked up at run time: SeuratObject 4, which R CMD check sees here, has no LayerData().
+    layer_data <- getExportedValue("SeuratObject", "LayerData")
+    layer_data(object, assay = assay, layer = layer)
   } else {
     SeuratObject::GetAssayData(object, assay = assay, slot = layer)
   }

@@ -104,6 +104,7 @@ fmt <- function(x, digits = 4) if (is.null(x) || is.na(x)) "NA" else formatC(x, 
 cat(sprintf("CellPredX CLI on %s; seeds %s; variants %s; device %s; results appended to %s\n",
             paste(pairs_wanted, collapse = ","), paste(seeds, collapse = ","), paste(variants, collapse = ","),
             device, out_file))
+summary_rows <- list()
 for (pair_id in pairs_wanted) {
   pair <- pairs[[pair_id]]
   pair_variants <- if (pair_id %in% c("P1", "P2", "P3", "P4")) variants else intersect(variants, "full")
@@ -138,10 +139,24 @@ for (pair_id in pairs_wanted) {
                fmt(run$fit_predict_seconds, 1), fmt(run$peak_rss_mb, 0), run$steps, run$device, run$threads,
                if (is.na(cd8)) "NA" else cd8, gsub("[\t\n]", " ", note))
       cat(paste(row, collapse = "\t"), "\n", file = out_file, append = TRUE, sep = "")
+      summary_rows[[length(summary_rows) + 1]] <- data.frame(
+        pair = pair_id, variant = variant, accuracy = score$accuracy, macro_f1 = score$macro_f1,
+        auroc = if (is.null(score$auroc)) NA else score$auroc, seconds = seconds,
+        peak_rss_mb = if (is.null(run$peak_rss_mb)) NA else run$peak_rss_mb)
       cat(sprintf("%-3s %-6s seed %d: accuracy %s macro-F1 %s AUROC %s OSCR %s | %5.1f s (fit %s s) %s MB, %d steps%s\n",
                   pair_id, variant, seed, fmt(score$accuracy, 3), fmt(score$macro_f1, 3), fmt(score$auroc, 3),
                   fmt(score$oscr, 3), seconds, fmt(run$fit_predict_seconds, 1), fmt(run$peak_rss_mb, 0), run$steps,
                   if (is.na(cd8)) "" else paste0(", CD8 T recall ", cd8)))
     }
   }
+}
+
+# Mean and spread over the seeds of this invocation.
+runs <- do.call(rbind, summary_rows)
+cat("\nmean (sd) over seeds", paste(seeds, collapse = ","), "\n")
+for (key in unique(paste(runs$pair, runs$variant))) {
+  r <- runs[paste(runs$pair, runs$variant) == key, ]
+  ms <- function(x) if (all(is.na(x))) "NA" else sprintf("%.3f (%.3f)", mean(x), if (length(x) > 1) stats::sd(x) else 0)
+  cat(sprintf("%-10s accuracy %s  macro-F1 %s  AUROC %s  %5.1f s  %4.0f MB max\n", key, ms(r$accuracy),
+              ms(r$macro_f1), ms(r$auroc), mean(r$seconds), max(r$peak_rss_mb)))
 }

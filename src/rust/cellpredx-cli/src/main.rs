@@ -88,7 +88,25 @@ fn run(cli: Cli) -> cellpredx::Result<()> {
     }
 }
 
+#[cfg(unix)]
+extern "C" {
+    fn signal(signum: i32, handler: usize) -> usize;
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`cellpredx evaluate ... | head`) would
+/// panic; with the default action restored the tool ends quietly, as Unix tools do.
+#[cfg(unix)]
+fn default_sigpipe() {
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    default_sigpipe();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

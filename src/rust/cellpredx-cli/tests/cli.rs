@@ -27,3 +27,18 @@ fn the_thread_option_is_applied() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["threads"].as_u64(), Some(1));
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_tool_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellpredx"))
+        .arg("info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Close the reading end before the tool has loaded libtorch and printed anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
