@@ -74,9 +74,7 @@ predict.CellPredXModel <- function(object, newdata, threshold = object$descripti
   call <- rlang::current_env()
   newdata <- check_feature_matrix(newdata, call = call)
   check_names(newdata, "newdata", call)
-  if (!is.numeric(threshold) || length(threshold) != 1 || is.na(threshold) || threshold < 0 || threshold > 1) {
-    cli::cli_abort("{.arg threshold} must be one number between 0 and 1, not {.val {threshold}}.", call = call, class = "cellpredx_error")
-  }
+  check_threshold(threshold, call = call)
   raw <- call_rust(model_predict_(object$handle, as_sparse(newdata), rownames(newdata), progress_callback("CellPredX", verbose)),
                    call = call)
   prediction_result(raw, colnames(newdata), threshold)

@@ -89,9 +89,7 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
     cli::cli_abort("{.arg ref.labels} has {length(labels)} label{?s} for {ncol(ref)} reference cell{?s}; give one per cell.",
                    call = call, class = "cellpredx_error")
   }
-  if (!is.numeric(threshold) || length(threshold) != 1 || is.na(threshold) || threshold < 0 || threshold > 1) {
-    cli::cli_abort("{.arg threshold} must be one number between 0 and 1, not {.val {threshold}}.", call = call, class = "cellpredx_error")
-  }
+  check_threshold(threshold, call = call)
   check_count(seed, min = 0, call = call)
   if (!is.list(settings) || (length(settings) && (is.null(names(settings)) || any(names(settings) == "")))) {
     cli::cli_abort("{.arg settings} must be a named list, e.g. {.code list(max_steps = 1000)}.", call = call, class = "cellpredx_error")

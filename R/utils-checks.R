@@ -31,3 +31,10 @@ check_feature_matrix <- function(x, arg = rlang::caller_arg(x), call = rlang::ca
     "i" = "Convert it with {.code Matrix::Matrix(x, sparse = TRUE)} or {.code as.matrix(x)}."
   ), call = call, class = "cellpredx_error")
 }
+
+check_threshold <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
+  if (!is.numeric(x) || length(x) != 1 || is.na(x) || x < 0 || x > 1) {
+    cli::cli_abort("{.arg {arg}} must be one number between 0 and 1, not {.val {x}}.", call = call, class = "cellpredx_error")
+  }
+  invisible(x)
+}
