@@ -75,7 +75,7 @@ predict.CellPredXModel <- function(object, newdata, threshold = object$descripti
   newdata <- check_feature_matrix(newdata, call = call)
   check_names(newdata, "newdata", call)
   check_threshold(threshold, call = call)
-  raw <- call_rust(model_predict_(object$handle, as_sparse(newdata), rownames(newdata), progress_callback("CellPredX", verbose)),
+  raw <- call_rust(model_predict_(object$handle, newdata, rownames(newdata), progress_callback("CellPredX", verbose)),
                    call = call)
   prediction_result(raw, colnames(newdata), threshold)
 }

@@ -115,7 +115,7 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
   started <- Sys.time()
   status <- function(metrics) if ("loss" %in% names(metrics)) sprintf("loss %.3f", metrics[["loss"]]) else ""
   progress <- progress_callback("CellPredX", verbose, status = status)
-  raw <- call_rust(transfer_(as_sparse(ref), rownames(ref), labels, as_sparse(query), rownames(query),
+  raw <- call_rust(transfer_(ref, rownames(ref), labels, query, rownames(query),
                              query_embedding, scenario, jsonlite::toJSON(settings, auto_unbox = TRUE, digits = NA),
                              device, progress), call = call)
   result <- transfer_result(raw, colnames(query), threshold, scenario, as.numeric(difftime(Sys.time(), started, units = "secs")))
@@ -175,10 +175,6 @@ print.CellPredXResult <- function(x, ...) {
   counts <- sort(table(x$predictions$predicted.id), decreasing = TRUE)
   cat("  predicted:", paste(sprintf("%s %d", names(counts), as.integer(counts)), collapse = ", "), "\n")
   invisible(x)
-}
-
-as_sparse <- function(x) {
-  if (inherits(x, "dgCMatrix") || is.matrix(x)) x else methods::as(x, "CsparseMatrix")
 }
 
 check_names <- function(x, arg, call) {
@@ -350,7 +346,7 @@ seurat_counts <- function(object, assay, layer, arg, call) {
     cli::cli_abort("The {.val {layer}} layer of assay {.val {assay}} in {.arg {arg}} is empty; give the layer that holds the counts.",
                    call = call, class = "cellpredx_error")
   }
-  counts
+  check_feature_matrix(counts, arg = arg, call = call)
 }
 
 sce_counts <- function(object, assay, arg, call) {

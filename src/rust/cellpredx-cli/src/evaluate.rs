@@ -61,8 +61,13 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     };
     let rename = |label: &str| map.get(label).cloned().unwrap_or_else(|| label.to_string());
     let best: Vec<String> = table.column("best_type")?.into_iter().map(rename).collect();
-    let mut classes: Vec<String> = table.columns.iter().filter_map(|c| c.strip_prefix("p:")).map(rename).collect();
-    classes.dedup();
+    // Renaming can merge types (two CD4 T subsets into one): keep each name once, first place.
+    let mut classes: Vec<String> = Vec::new();
+    for class in table.columns.iter().filter_map(|c| c.strip_prefix("p:")).map(rename) {
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
     if classes.is_empty() {
         return Err(CellPredXError::invalid(format!("{} has no probability columns (p:<type>); is it a cellpredx predictions file?", args.pred.display())));
     }

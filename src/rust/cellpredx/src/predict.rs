@@ -6,9 +6,9 @@ use crate::error::{CellPredXError, Result};
 use crate::losses::unit_rows;
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::sparse::CsrMatrix;
-use crate::train::{Encoder, TrainedModel};
+use crate::train::{host_values, Encoder, TrainedModel};
 use ndarray::Array2;
-use tch::{Device, Kind};
+use tch::Kind;
 
 /// The label given to cells whose confidence is below the threshold.
 pub const UNKNOWN: &str = "Unknown";
@@ -84,11 +84,8 @@ impl TrainedModel {
                 let best = logits.f_argmax(1, true)?;
                 let others = logits.f_scatter_value(1, &best, f64::NEG_INFINITY)?;
                 let doubt = others.f_logsumexp(&[1i64][..], false)?.f_sub(&logits.f_logsumexp(&[1i64][..], false)?)?;
-                let to_vec = |t: &tch::Tensor| -> Result<Vec<f32>> {
-                    Ok(Vec::<f32>::try_from(&t.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?)
-                };
                 let similarity = unit_rows(&z)?.f_mm(&prototypes.f_tr()?)?.f_amax(&[1i64][..], false)?;
-                Ok((to_vec(&p)?, to_vec(&z)?, to_vec(&doubt)?, to_vec(&similarity)?))
+                Ok((host_values(&p)?, host_values(&z)?, host_values(&doubt)?, host_values(&similarity)?))
             })?;
             probabilities.extend(p);
             embedding.extend(z);
@@ -114,6 +111,7 @@ mod tests {
     use crate::train::tests::{small_config, toy_graph, toy_pair};
     use crate::train::{train, Compute, TrainingData};
     use ndarray::array;
+    use tch::Device;
 
     #[test]
     fn unknown_below_the_threshold() {

@@ -361,8 +361,7 @@ impl<'n> Encoder<'n> {
         let weight_t = match compute.first_layer {
             FirstLayer::Sparse => {
                 let (weight, _) = net.encoder_parameters();
-                let transposed = weight.f_detach()?.f_to_device(Device::Cpu)?.f_tr()?.f_contiguous()?.f_flatten(0, -1)?;
-                Vec::<f32>::try_from(&transposed)?
+                host_values(&weight.f_detach()?.f_tr()?)?
             }
             FirstLayer::Dense => Vec::new(),
         };
@@ -407,13 +406,18 @@ impl<'n> Encoder<'n> {
             if !grad.defined() {
                 continue;
             }
-            let grad = Vec::<f32>::try_from(&grad.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?;
+            let grad = host_values(&grad)?;
             sparse_linear::add_rows_transpose_times_dense(batch.matrix, &batch.rows, &grad, width, &mut grad_t);
         }
         let grad = Tensor::f_from_slice(&grad_t)?.f_view([input_dim as i64, width as i64])?.f_tr()?.f_to_device(weight.device())?;
         weight.f_mul(&grad)?.f_sum(Kind::Float)?.backward();
         Ok(())
     }
+}
+
+/// A tensor's values in row-major order, copied to the host.
+pub(crate) fn host_values(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(&t.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?)
 }
 
 /// `X[rows]` as a dense tensor built on `device` from the non-zeros alone.

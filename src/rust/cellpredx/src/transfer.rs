@@ -188,7 +188,7 @@ impl TransferModel {
             indptr.push(indices.len());
         }
         let aligned = CsrMatrix::try_new(m.n_rows(), features.len(), indptr, indices, values)?;
-        let normalized = normalize(aligned.clone(), resolve(self.description.normalization, &aligned));
+        let normalized = normalize(&aligned, resolve(self.description.normalization, &aligned));
         if self.description.scale {
             scaled(&normalized)
         } else {
@@ -259,12 +259,12 @@ fn resolve(normalization: Normalization, m: &CsrMatrix) -> Normalization {
     }
 }
 
-fn normalize(m: CsrMatrix, normalization: Normalization) -> CsrMatrix {
+fn normalize(m: &CsrMatrix, normalization: Normalization) -> CsrMatrix {
     match normalization {
-        Normalization::LogNormalize => preprocess::normalize_log1p(&m, 1e4),
-        Normalization::Log1p => preprocess::log1p(&m),
-        Normalization::Binarize => preprocess::binarize(&m),
-        Normalization::Auto | Normalization::AsIs => m,
+        Normalization::LogNormalize => preprocess::normalize_log1p(m, 1e4),
+        Normalization::Log1p => preprocess::log1p(m),
+        Normalization::Binarize => preprocess::binarize(m),
+        Normalization::Auto | Normalization::AsIs => m.clone(),
     }
 }
 
@@ -357,8 +357,9 @@ pub fn transfer(
     let reference_raw = preprocess::select_columns(reference.matrix, &matched.reference);
     let query_raw = preprocess::select_columns(query.matrix, &matched.query);
     let normalization = [resolve(config.preprocess.normalization, &reference_raw), resolve(config.preprocess.normalization, &query_raw)];
-    let mut reference_input = normalize(reference_raw, normalization[0]);
-    let mut query_input = normalize(query_raw.clone(), normalization[1]);
+    let mut reference_input = normalize(&reference_raw, normalization[0]);
+    drop(reference_raw);
+    let mut query_input = normalize(&query_raw, normalization[1]);
     let query_graph = match query_embedding {
         Some(e) => neighbour_graph(e, &config.preprocess, progress)?,
         None => query_graph(&query_raw, &query_input, &config.preprocess, config.training.seed, progress)?,
