@@ -10,6 +10,12 @@ labels_roundtrip_ <- function(x) .Call(wrap__labels_roundtrip_, x)
 # cells x k index matrix and the matching distances.
 knn_graph_ <- function(embedding, k, metric, progress) .Call(wrap__knn_graph_, embedding, k, metric, progress)
 
+# Integrated Gradients of `cells` (features x cells, with feature names) under a model. Indices
+# in the result are 1-based (classes into the model's classes, features into its features):
+# per cell the explained class, f(x) − f(baseline) and the attributions' sum; per cell its top
+# features (long form); per type the determinant features under both rankings (long form).
+model_interpret_ <- function(handle, cells, features, steps, baseline, target, cell_features, per_type, cells_per_pass, path_space, progress) .Call(wrap__model_interpret_, handle, cells, features, steps, baseline, target, cell_features, per_type, cells_per_pass, path_space, progress)
+
 # Predictions for new cells (features x cells, with feature names).
 model_predict_ <- function(handle, cells, features, progress) .Call(wrap__model_predict_, handle, cells, features, progress)
 

@@ -30,13 +30,16 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #' @param verbose Show progress bars and a summary line.
 #' @param settings A named list overriding any preset setting, e.g.
 #'   `list(max_steps = 1000, contrastive_weight = 0.5)`; see [CellPredXPresets()].
+#' @param interpret Also compute each type's determinant genes with
+#'   [DeterminantGenes()] (default settings) and each cell's top genes.
 #' @param ... Passed on to the methods.
 #' @return For matrices, a `CellPredXResult`: a list with `predictions` (a data
 #'   frame, one row per query cell: `predicted.id`, `prediction.score.max`,
 #'   `best.type`, `log.doubt` = ln(1 - max probability), `prototype.similarity`
 #'   = cosine similarity to the nearest type's mean reference embedding),
 #'   `probabilities` (types x cells), `embedding` (cells x 64), `history` (every
-#'   loss at every step), the settings used and `model`, a `CellPredXModel`
+#'   loss at every step), the settings used, `determinants` (with
+#'   `interpret = TRUE`, see [DeterminantGenes()]) and `model`, a `CellPredXModel`
 #'   that annotates further cells with [predict()][predict.CellPredXModel]. For objects, the query with the results written in
 #'   (see the methods).
 #' @examples
@@ -64,7 +67,7 @@ TransferLabels <- function(ref, query, ...) {
 #' @export
 TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", threshold = 0.95, seed = 0,
                                    device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
-                                   settings = list(), ...) {
+                                   settings = list(), interpret = FALSE, ...) {
   call <- rlang::current_env()
   ref <- check_feature_matrix(ref, call = call)
   query <- check_feature_matrix(query, call = call)
@@ -74,12 +77,12 @@ TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", th
   scenario <- resolve_scenario(scenario, rownames(ref), rownames(query), colnames(ref), colnames(query), call = call)
   run_transfer(ref, ref.labels, query, scenario = scenario, threshold = threshold, seed = seed,
                device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
-               settings = settings, call = call)
+               settings = settings, interpret = interpret, call = call)
 }
 
 # Everything the methods share: checks, the call into Rust, and the results as R objects.
 run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, threads, verbose, settings,
-                         query_embedding = NULL, call) {
+                         interpret = FALSE, query_embedding = NULL, call) {
   check_names(ref, "ref", call)
   check_names(query, "query", call)
   if (ncol(query) == 0) {
@@ -91,6 +94,7 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
   }
   check_threshold(threshold, call = call)
   check_count(seed, min = 0, call = call)
+  check_flag(interpret, call = call)
   if (!is.list(settings) || (length(settings) && (is.null(names(settings)) || any(names(settings) == "")))) {
     cli::cli_abort("{.arg settings} must be a named list, e.g. {.code list(max_steps = 1000)}.", call = call, class = "cellpredx_error")
   }
@@ -125,6 +129,10 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
       "{scenario}, {nrow(result$history)} steps on {result$device}, {round(result$seconds, 1)} s; ",
       "{round(100 * mean(result$predictions$predicted.id == 'Unknown'), 1)}% Unknown"
     ))
+  }
+  if (interpret) {
+    result$determinants <- determinant_genes(result$model, query, n = 50, top = 100, steps = 50, target = NULL,
+                                             baseline = NULL, verbose = verbose, call = call)
   }
   result
 }
@@ -246,8 +254,11 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 #'   or `"Unknown"` below `threshold`) and `prediction.score.max`, an assay
 #'   `prediction.scores.cellpredx` with every type's probability (features are
 #'   types; Seurat turns `_` into `-` in their names), a dimensional reduction
-#'   `cellpredx` (the embedding) and `Misc(query, "CellPredX")`: the training
-#'   history, the settings, the features used and the open-set scores. The
+#'   `cellpredx` (the embedding) and `Misc(query, "CellPredX")`: the model, the
+#'   training history, the settings, the features used, the open-set scores and,
+#'   with `interpret = TRUE`, the determinant genes (`determinants`); each
+#'   cell's first 10 determinant genes then go into the metadata column
+#'   `<prefix>.determinants`. The
 #'   SingleCellExperiment method writes the same columns into `colData`, the
 #'   embedding as `reducedDim(query, "CellPredX")` and the rest, with the
 #'   probability matrix, into `metadata(query)$CellPredX`. On error the query
@@ -256,7 +267,7 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NULL, query.assay = NULL,
                                   layer = "counts", scenario = "auto", threshold = 0.95, seed = 0,
                                   device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
-                                  settings = list(), prefix = "predicted", ...) {
+                                  settings = list(), prefix = "predicted", interpret = FALSE, ...) {
   call <- rlang::current_env()
   if (!inherits(query, "Seurat")) {
     cli::cli_abort("{.arg query} must be a Seurat object like {.arg ref}, not {.obj_type_friendly {query}}.", call = call, class = "cellpredx_error")
@@ -270,7 +281,7 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
                                ref_kind = assay_kind(ref.assay), query_kind = assay_kind(query.assay), call = call)
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
-                         settings = settings, call = call)
+                         settings = settings, interpret = interpret, call = call)
   p <- result$predictions
   query[[paste0(prefix, ".id")]] <- p$predicted.id
   query[["prediction.score.max"]] <- p$prediction.score.max
@@ -279,7 +290,10 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
   query[["prediction.scores.cellpredx"]] <- scores
   query[["cellpredx"]] <- SeuratObject::CreateDimReducObject(embeddings = result$embedding, key = "CellPredX_",
                                                              assay = query.assay)
-  SeuratObject::Misc(query, "CellPredX") <- result_record(result)
+  if (interpret) {
+    query[[paste0(prefix, ".determinants")]] <- cell_determinant_strings(result$determinants, colnames(query))
+  }
+  SeuratObject::Misc(query, "CellPredX") <- result_record(result, prefix, list(assay = query.assay, layer = layer))
   query
 }
 
@@ -288,7 +302,7 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
 TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assay = "counts", query.assay = "counts",
                                                 scenario = "auto", threshold = 0.95, seed = 0,
                                                 device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
-                                                settings = list(), prefix = "predicted", ...) {
+                                                settings = list(), prefix = "predicted", interpret = FALSE, ...) {
   call <- rlang::current_env()
   if (!methods::is(query, "SingleCellExperiment")) {
     cli::cli_abort("{.arg query} must be a SingleCellExperiment like {.arg ref}, not {.obj_type_friendly {query}}.", call = call, class = "cellpredx_error")
@@ -302,20 +316,25 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query), call = call)
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
-                         settings = settings, call = call)
+                         settings = settings, interpret = interpret, call = call)
   p <- result$predictions
   SummarizedExperiment::colData(query)[[paste0(prefix, ".id")]] <- p$predicted.id
   SummarizedExperiment::colData(query)[["prediction.score.max"]] <- p$prediction.score.max
   SingleCellExperiment::reducedDim(query, "CellPredX") <- result$embedding
-  record <- result_record(result)
+  if (interpret) {
+    SummarizedExperiment::colData(query)[[paste0(prefix, ".determinants")]] <-
+      cell_determinant_strings(result$determinants, colnames(query))
+  }
+  record <- result_record(result, prefix, list(assay = query.assay))
   record$probabilities <- result$probabilities
   S4Vectors::metadata(query)$CellPredX <- record
   query
 }
 
 # What the object methods keep beside the columns: enough to see how the labels were made.
-result_record <- function(result) {
-  list(model = result$model, history = result$history, settings = result$settings, scenario = result$scenario,
+result_record <- function(result, prefix, query) {
+  list(model = result$model, prefix = prefix, query = query, determinants = result$determinants,
+       history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
        open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity")],
        normalization = result$normalization, scaled = result$scaled, stop = result$stop,

@@ -11,22 +11,7 @@
 # regularisation and its L1 penalty; sc_raw keeps every loss but weighs the center loss with the
 # raw attention weights instead of weights normalised to mean 1).
 
-args <- commandArgs(trailingOnly = TRUE)
-extra <- character()
-if ("--" %in% args) {
-  cut <- match("--", args)
-  extra <- args[-seq_len(cut)]
-  args <- args[seq_len(cut - 1)]
-}
-option <- function(name, default) {
-  hit <- match(paste0("--", name), args)
-  if (is.na(hit)) default else args[[hit + 1]]
-}
-split <- function(x) strsplit(x, ",", fixed = TRUE)[[1]]
-
-root <- normalizePath(".")
-data_dir <- Sys.getenv("CELLPREDX_DATA", file.path(dirname(root), "shared", "data"))
-if (!dir.exists(data_dir)) stop("benchmark data not found at ", data_dir, "; set CELLPREDX_DATA")
+source("bench/common.R")
 target <- Sys.getenv("CELLPREDX_TARGET_DIR", file.path(root, "target"))
 cli <- file.path(target, "release", "cellpredx")
 if (!file.exists(cli)) stop(cli, " is missing: run `make bench` (it builds the CLI first)")
@@ -50,30 +35,7 @@ variant_args <- list(
 unknown <- setdiff(variants, names(variant_args))
 if (length(unknown)) stop("unknown variant(s): ", paste(unknown, collapse = ", "))
 
-snare <- file.path(data_dir, "snareseq_mouse_cortex")
-meta <- function(dir) utils::read.delim(file.path(dir, "metadata.tsv"), check.names = FALSE, stringsAsFactors = FALSE)
-snare_meta <- meta(file.path(snare, "rna"))
-early <- snare_meta$batch %in% c("09A", "09B", "09C", "09D", "09E", "09F")
-not_mis <- snare_meta$cell_type != "Mis"
-
-pairs <- list(
-  P1 = list(scenario = "rna_atac_matched", ref = file.path(snare, "rna"), query = file.path(snare, "atac_gene_activity"),
-            ref_cells = snare_meta$cell_id[not_mis], query_cells = snare_meta$cell_id[not_mis]),
-  P2 = list(scenario = "rna_atac_unmatched", ref = file.path(snare, "rna"), query = file.path(snare, "atac_gene_activity"),
-            ref_cells = snare_meta$cell_id[not_mis & early], query_cells = snare_meta$cell_id[not_mis & !early]),
-  P3 = list(scenario = "atac_atac", ref = file.path(snare, "atac_peaks"), query = file.path(snare, "atac_peaks"),
-            ref_cells = snare_meta$cell_id[not_mis & early], query_cells = snare_meta$cell_id[not_mis & !early]),
-  P4 = list(scenario = "rna_rna", ref = file.path(data_dir, "cite_asap_adt", "citeseq"),
-            query = file.path(data_dir, "cite_asap_adt", "asapseq")),
-  P5 = list(scenario = "rna_rna", ref = file.path(data_dir, "pbmc3k_seurat", "rna"),
-            query = file.path(data_dir, "garnett_pbmc_facs_800", "rna"),
-            map = data.frame(from = c("B", "Naive CD4 T", "Memory CD4 T", "CD8 T"),
-                             to = c("B cells", "CD4 T cells", "CD4 T cells", "CD8 T cells"))),
-  P6 = list(scenario = "rna_rna", ref = file.path(data_dir, "scclassify_pancreas_xin_wang", "xin"),
-            query = file.path(data_dir, "scclassify_pancreas_xin_wang", "wang"))
-)
-unknown <- setdiff(pairs_wanted, names(pairs))
-if (length(unknown)) stop("unknown pair(s): ", paste(unknown, collapse = ", "))
+pairs <- bench_pairs[check_pairs(pairs_wanted)]
 
 work <- tempfile("cellpredx-bench-")
 dir.create(work)
@@ -123,7 +85,7 @@ for (pair_id in pairs_wanted) {
       out <- file.path(work, paste(pair_id, variant, seed, sep = "-"))
       log <- paste0(out, ".log")
       started <- Sys.time()
-      run_cli(c(base, "--out", out, "--seed", seed, variant_args[[variant]], extra), log)
+      run_cli(c(base, "--out", out, "--seed", seed, variant_args[[variant]], bench_extra), log)
       seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
       run <- jsonlite::fromJSON(file.path(out, "run.json"))
       run_cli(c("evaluate", "--pred", file.path(out, "predictions.tsv"), "--truth", pair$query, "--json", eval_extra),

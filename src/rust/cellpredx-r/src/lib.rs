@@ -7,6 +7,7 @@ use extendr_api::prelude::*;
 mod convert;
 mod errors;
 mod graph;
+mod interpret;
 mod model;
 mod progress;
 mod runtime;
@@ -16,6 +17,7 @@ extendr_module! {
     mod CellPredX;
     use convert;
     use graph;
+    use interpret;
     use model;
     use runtime;
     use transfer;

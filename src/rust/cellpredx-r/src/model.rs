@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// The model behind an R handle. A handle restored by readRDS() points nowhere: say how to keep
 /// models across sessions.
-fn model_of(handle: &Robj) -> extendr_api::Result<&ExternalPtr<TransferModel>> {
+pub(crate) fn model_of(handle: &Robj) -> extendr_api::Result<&ExternalPtr<TransferModel>> {
     <&ExternalPtr<TransferModel>>::try_from(handle).map_err(|_| {
         Error::Other(
             "this CellPredX model has no weights in this R session (saveRDS() does not keep them); save models with SaveCellPredX() and read them back with LoadCellPredX()".into(),

@@ -6,6 +6,7 @@
 pub mod diagnostics;
 pub mod error;
 pub mod graph;
+pub mod interpret;
 pub mod io;
 pub mod labels;
 pub mod losses;

@@ -5,6 +5,7 @@
 
 use crate::error::{CellPredXError, Result};
 use crate::graph::{knn_graph, KnnGraph, Metric};
+use crate::interpret::{Attributions, IntegratedGradientsConfig};
 use crate::labels::Labels;
 use crate::predict::{Predictions, DEFAULT_THRESHOLD};
 use crate::preprocess::{self, FeatureScaling};
@@ -198,10 +199,22 @@ impl TransferModel {
 
     /// Probabilities and embeddings of new cells (cells × features with the features' names).
     pub fn predict(&self, cells: Side<'_>, progress: &mut dyn ProgressSink) -> Result<Predictions> {
+        self.check_feature_names(&cells)?;
+        self.network.predict(&self.prepare(cells)?, progress)
+    }
+
+    /// Integrated Gradients of new cells (cells × features with the features' names) with
+    /// respect to the model's features.
+    pub fn interpret(&self, cells: Side<'_>, config: &IntegratedGradientsConfig, progress: &mut dyn ProgressSink) -> Result<Attributions> {
+        self.check_feature_names(&cells)?;
+        self.network.integrated_gradients(&self.prepare(cells)?, config, progress)
+    }
+
+    fn check_feature_names(&self, cells: &Side<'_>) -> Result<()> {
         if cells.features.len() != cells.matrix.n_cols() {
             return Err(CellPredXError::DimensionMismatch { what: "feature names".into(), expected: cells.matrix.n_cols(), got: cells.features.len() });
         }
-        self.network.predict(&self.prepare(cells)?, progress)
+        Ok(())
     }
 
     /// Writes `model.safetensors` (weights) and `model.json` (this description) into `dir`.

@@ -1,0 +1,174 @@
+# Plots of what TransferLabels() and DeterminantGenes() return; each function returns a ggplot.
+
+# The predictions and embedding of a TransferLabels() result or of an object it annotated.
+annotation_of <- function(object, call = rlang::caller_env()) {
+  if (inherits(object, "CellPredXResult")) {
+    return(list(predictions = object$predictions, embedding = object$embedding,
+                threshold = object$settings$threshold %||% NA_real_))
+  }
+  if (inherits(object, "Seurat")) {
+    record <- annotation_record(SeuratObject::Misc(object, "CellPredX"), "Misc(object, \"CellPredX\")", call = call)
+    meta <- object[[]]
+    embedding <- SeuratObject::Embeddings(object, "cellpredx")
+  } else if (methods::is(object, "SingleCellExperiment")) {
+    record <- annotation_record(S4Vectors::metadata(object)$CellPredX, "metadata(object)$CellPredX", call = call)
+    meta <- as.data.frame(SummarizedExperiment::colData(object))
+    embedding <- SingleCellExperiment::reducedDim(object, "CellPredX")
+  } else {
+    cli::cli_abort("{.arg object} must be a {.fn TransferLabels} result or an object it annotated, not {.obj_type_friendly {object}}.",
+                   call = call, class = "cellpredx_error")
+  }
+  predictions <- data.frame(predicted.id = meta[[paste0(record$prefix, ".id")]],
+                            prediction.score.max = meta[["prediction.score.max"]],
+                            best.type = record$open_set$best.type, row.names = rownames(meta), stringsAsFactors = FALSE)
+  list(predictions = predictions, embedding = embedding, threshold = record$settings$threshold %||% NA_real_)
+}
+
+#' Plot the CellPredX embedding as a UMAP
+#'
+#' Runs UMAP (uwot) on the 64-dimensional embedding of the query and colours
+#' cells by predicted type or by confidence.
+#'
+#' @param object A [TransferLabels()] result or the Seurat / SingleCellExperiment
+#'   query it annotated.
+#' @param color.by `"type"` (the predicted label, `"Unknown"` included) or
+#'   `"confidence"` (the highest type probability).
+#' @param n.neighbors,min.dist UMAP settings.
+#' @param seed Seed of the UMAP layout (the session's random state is left as it was).
+#' @return A ggplot.
+#' @examples
+#' # See vignette("rna-to-atac", package = "CellPredX").
+#' @export
+PlotEmbedding <- function(object, color.by = c("type", "confidence"), n.neighbors = 30, min.dist = 0.3, seed = 0) {
+  color.by <- rlang::arg_match(color.by)
+  annotation <- annotation_of(object)
+  layout <- with_seed(seed, uwot::umap(annotation$embedding, n_neighbors = min(n.neighbors, nrow(annotation$embedding) - 1),
+                                       min_dist = min.dist, n_threads = 1))
+  data <- data.frame(UMAP_1 = layout[, 1], UMAP_2 = layout[, 2], type = annotation$predictions$predicted.id,
+                     confidence = annotation$predictions$prediction.score.max)
+  colour <- if (color.by == "type") ggplot2::aes(colour = .data$type) else ggplot2::aes(colour = .data$confidence)
+  ggplot2::ggplot(data, ggplot2::aes(.data$UMAP_1, .data$UMAP_2)) +
+    ggplot2::geom_point(colour, size = 0.6, alpha = 0.8) +
+    ggplot2::labs(x = "UMAP 1", y = "UMAP 2", colour = if (color.by == "type") "Predicted type" else "Confidence",
+                  title = "CellPredX embedding") +
+    ggplot2::theme_minimal() +
+    (if (color.by == "type") ggplot2::guides(colour = ggplot2::guide_legend(override.aes = list(size = 3)))
+     else ggplot2::scale_colour_viridis_c())
+}
+
+# Runs `expr` with the random seed `seed` and puts the caller's random state back.
+with_seed <- function(seed, expr) {
+  old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv()) else NULL
+  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
+  set.seed(seed)
+  expr
+}
+
+#' Plot the confidence of the predictions per type
+#'
+#' The distribution of each cell's highest type probability, per most
+#' probable type, with the Unknown threshold as a dashed line: types whose
+#' cells sit below it are the ones the reference explains poorly.
+#'
+#' @inheritParams PlotEmbedding
+#' @param threshold The threshold to draw (default: the one the labels were made with).
+#' @return A ggplot.
+#' @examples
+#' # See vignette("rna-to-atac", package = "CellPredX").
+#' @export
+PlotConfidence <- function(object, threshold = NULL) {
+  annotation <- annotation_of(object)
+  threshold <- threshold %||% annotation$threshold
+  data <- annotation$predictions
+  # A violin needs two cells; types with one show as a point only.
+  sizes <- table(data$best.type)
+  violins <- data[data$best.type %in% names(sizes)[sizes >= 2], , drop = FALSE]
+  ggplot2::ggplot(data, ggplot2::aes(.data$best.type, .data$prediction.score.max)) +
+    ggplot2::geom_violin(data = violins, scale = "width", fill = "grey85", colour = "grey40") +
+    ggplot2::geom_jitter(width = 0.15, height = 0, size = 0.3, alpha = 0.4) +
+    ggplot2::geom_hline(yintercept = threshold, linetype = "dashed", colour = "firebrick") +
+    ggplot2::labs(x = "Most probable type", y = "Confidence (highest probability)",
+                  title = "Prediction confidence", subtitle = sprintf("Unknown below %.2f", threshold)) +
+    ggplot2::theme_minimal() +
+    ggplot2::theme(axis.text.x = ggplot2::element_text(angle = 45, hjust = 1))
+}
+
+#' Plot predicted against true types
+#'
+#' A heatmap of the fraction of each true type's cells given each label, with
+#' the counts written in, for evaluating a transfer on labelled data.
+#'
+#' @inheritParams PlotEmbedding
+#' @param truth The true type of each query cell: a vector, or the name of a
+#'   metadata / `colData` column of `object`.
+#' @return A ggplot; its title gives the accuracy over the types both sides share.
+#' @examples
+#' # See vignette("rna-to-rna", package = "CellPredX").
+#' @export
+PlotConfusion <- function(object, truth) {
+  call <- rlang::current_env()
+  annotation <- annotation_of(object)
+  predicted <- annotation$predictions$predicted.id
+  if (is.character(truth) && length(truth) == 1 && length(predicted) != 1) {
+    meta <- if (inherits(object, "Seurat")) object[[]] else as.data.frame(SummarizedExperiment::colData(object))
+    if (!truth %in% names(meta)) {
+      cli::cli_abort("{.arg truth}: {.arg object} has no column {.val {truth}}.", call = call, class = "cellpredx_error")
+    }
+    truth <- meta[[truth]]
+  }
+  if (length(truth) != length(predicted)) {
+    cli::cli_abort("{.arg truth} has {length(truth)} value{?s} for {length(predicted)} cell{?s}.", call = call, class = "cellpredx_error")
+  }
+  truth <- as.character(truth)
+  counts <- as.data.frame(table(truth = truth, predicted = predicted), stringsAsFactors = FALSE)
+  counts$fraction <- counts$Freq / ave(counts$Freq, counts$truth, FUN = sum)
+  shared <- truth %in% predicted | truth %in% annotation$predictions$best.type
+  accuracy <- mean(truth[shared] == predicted[shared])
+  ggplot2::ggplot(counts, ggplot2::aes(.data$predicted, .data$truth, fill = .data$fraction)) +
+    ggplot2::geom_tile() +
+    ggplot2::geom_text(ggplot2::aes(label = ifelse(.data$Freq > 0, .data$Freq, "")), size = 3) +
+    ggplot2::scale_fill_gradient(low = "white", high = "steelblue", limits = c(0, 1)) +
+    ggplot2::labs(x = "Predicted", y = "True", fill = "Fraction\nof true type",
+                  title = sprintf("Accuracy %.3f on shared types", accuracy)) +
+    ggplot2::theme_minimal() +
+    ggplot2::theme(axis.text.x = ggplot2::element_text(angle = 45, hjust = 1))
+}
+
+#' Plot each type's determinant genes
+#'
+#' A dot plot of the first `n` determinant genes of every type: dot size is
+#' the fraction of the type's cells with the gene among their top features,
+#' colour its mean attribution.
+#'
+#' @param determinants The result of [DeterminantGenes()].
+#' @param n Genes per type.
+#' @param ranking Which ranking to show.
+#' @param types Types to show (default all).
+#' @return A ggplot.
+#' @examples
+#' # See vignette("determinant-genes", package = "CellPredX").
+#' @export
+PlotDeterminants <- function(determinants, n = 5, ranking = c("frequency", "mean_attribution"), types = NULL) {
+  call <- rlang::current_env()
+  ranking <- rlang::arg_match(ranking)
+  if (!inherits(determinants, "CellPredXDeterminants")) {
+    cli::cli_abort("{.arg determinants} must come from {.fn DeterminantGenes}.", call = call, class = "cellpredx_error")
+  }
+  check_count(n, call = call)
+  data <- as.data.frame(determinants[determinants$ranking == ranking & determinants$rank <= n, , drop = FALSE])
+  if (!is.null(types)) data <- data[data$cell_type %in% types, , drop = FALSE]
+  if (nrow(data) == 0) {
+    cli::cli_abort("No determinant genes to plot for {.arg types} = {.val {types}}.", call = call, class = "cellpredx_error")
+  }
+  type_order <- unique(data$cell_type)
+  data$cell_type <- factor(data$cell_type, levels = type_order)
+  data$gene <- factor(data$gene, levels = rev(unique(data$gene[order(data$cell_type, data$rank)])))
+  ggplot2::ggplot(data, ggplot2::aes(.data$cell_type, .data$gene)) +
+    ggplot2::geom_point(ggplot2::aes(size = .data$frequency, colour = .data$mean_attribution)) +
+    ggplot2::scale_colour_viridis_c() +
+    ggplot2::scale_size_area(max_size = 6, limits = c(0, 1)) +
+    ggplot2::labs(x = "Predicted type", y = NULL, size = "Fraction of cells\nwith gene in top list",
+                  colour = "Mean\nattribution", title = "Determinant genes") +
+    ggplot2::theme_minimal() +
+    ggplot2::theme(axis.text.x = ggplot2::element_text(angle = 45, hjust = 1))
+}
