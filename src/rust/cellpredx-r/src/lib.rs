@@ -6,6 +6,7 @@ use extendr_api::prelude::*;
 
 mod convert;
 mod errors;
+mod gene_activity;
 mod graph;
 mod model;
 mod progress;
@@ -15,6 +16,7 @@ mod transfer;
 extendr_module! {
     mod CellPredX;
     use convert;
+    use gene_activity;
     use graph;
     use model;
     use runtime;
