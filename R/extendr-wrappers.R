@@ -6,6 +6,15 @@ sparse_roundtrip_ <- function(x) .Call(wrap__sparse_roundtrip_, x)
 # Encodes labels and returns the codes (1-based) and classes: the label bridge's own check.
 labels_roundtrip_ <- function(x) .Call(wrap__labels_roundtrip_, x)
 
+# Reads a gene annotation file (the shipped TSV, GTF or GFF3; plain or gzip) into columns.
+read_gene_annotation_ <- function(path) .Call(wrap__read_gene_annotation_, path)
+
+# Gene activity from a peaks x cells matrix whose peak names are `peak_names`.
+gene_activity_peaks_ <- function(x, peak_names, annotation, biotypes, features, extend_upstream, extend_downstream, max_width) .Call(wrap__gene_activity_peaks_, x, peak_names, annotation, biotypes, features, extend_upstream, extend_downstream, max_width)
+
+# Gene activity counted from a fragments file for the given cell barcodes, in their order.
+gene_activity_fragments_ <- function(path, cells, annotation, biotypes, features, extend_upstream, extend_downstream, max_width) .Call(wrap__gene_activity_fragments_, path, cells, annotation, biotypes, features, extend_upstream, extend_downstream, max_width)
+
 # Each cell's `k` nearest neighbours in a cells x dimensions embedding: a list of a 1-based
 # cells x k index matrix and the matching distances.
 knn_graph_ <- function(embedding, k, metric, progress) .Call(wrap__knn_graph_, embedding, k, metric, progress)

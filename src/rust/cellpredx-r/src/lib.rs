@@ -6,6 +6,7 @@ use extendr_api::prelude::*;
 
 mod convert;
 mod errors;
+mod gene_activity;
 mod graph;
 mod interpret;
 mod model;
@@ -16,6 +17,7 @@ mod transfer;
 extendr_module! {
     mod CellPredX;
     use convert;
+    use gene_activity;
     use graph;
     use interpret;
     use model;

@@ -21,6 +21,13 @@ pub enum CellPredXError {
     Torch(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The data and the gene annotation name chromosomes in different styles (`1` against
+    /// `chr1`), so no region can overlap.
+    #[error("no {data} chromosome is in the gene annotation: the {data} name chromosomes like '{data_example}' but the annotation like '{annotation_example}'; {hint}")]
+    ChromosomeNaming { data: String, data_example: String, annotation_example: String, hint: String },
+    /// Nothing in the data overlaps any gene region, for a reason other than chromosome naming.
+    #[error("{0}")]
+    NoOverlap(String),
 }
 
 impl From<tch::TchError> for CellPredXError {

@@ -5,6 +5,7 @@
 
 pub mod diagnostics;
 pub mod error;
+pub mod gene_activity;
 pub mod graph;
 pub mod interpret;
 pub mod io;

@@ -110,7 +110,7 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 
 /// Renames repeated names the way R's `make.unique` does (and so Seurat): later copies of `x`
 /// become `x.1`, `x.2`, … skipping suffixes that are already names of their own.
-fn make_unique(names: Vec<String>) -> Vec<String> {
+pub(crate) fn make_unique(names: Vec<String>) -> Vec<String> {
     let mut taken: HashSet<String> = names.iter().cloned().collect();
     if taken.len() == names.len() {
         return names;
@@ -137,7 +137,7 @@ fn make_unique(names: Vec<String>) -> Vec<String> {
 }
 
 /// `1234567` → `"1,234,567"`, so that counts in messages are readable.
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, d) in digits.chars().enumerate() {
