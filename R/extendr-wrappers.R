@@ -6,6 +6,8 @@ sparse_roundtrip_ <- function(x) .Call(wrap__sparse_roundtrip_, x)
 # Encodes labels and returns the codes (1-based) and classes: the label bridge's own check.
 labels_roundtrip_ <- function(x) .Call(wrap__labels_roundtrip_, x)
 
+evaluate_labels_ <- function(truth, best, classes, doubt) .Call(wrap__evaluate_labels_, truth, best, classes, doubt)
+
 # Reads a gene annotation file (the shipped TSV, GTF or GFF3; plain or gzip) into columns.
 read_gene_annotation_ <- function(path) .Call(wrap__read_gene_annotation_, path)
 

@@ -3,7 +3,7 @@
 # The predictions and embedding of a TransferLabels() result or of an object it annotated.
 annotation_of <- function(object, call = rlang::caller_env()) {
   if (inherits(object, "CellPredXResult")) {
-    return(list(predictions = object$predictions, embedding = object$embedding,
+    return(list(predictions = object$predictions, embedding = object$embedding, classes = object$classes,
                 threshold = object$settings$threshold %||% NA_real_))
   }
   if (inherits(object, "Seurat")) {
@@ -20,8 +20,31 @@ annotation_of <- function(object, call = rlang::caller_env()) {
   }
   predictions <- data.frame(predicted.id = meta[[paste0(record$prefix, ".id")]],
                             prediction.score.max = meta[["prediction.score.max"]],
-                            best.type = record$open_set$best.type, row.names = rownames(meta), stringsAsFactors = FALSE)
-  list(predictions = predictions, embedding = embedding, threshold = record$settings$threshold %||% NA_real_)
+                            best.type = record$open_set$best.type, log.doubt = record$open_set$log.doubt,
+                            row.names = rownames(meta), stringsAsFactors = FALSE)
+  list(predictions = predictions, embedding = embedding, classes = record$classes,
+       threshold = record$settings$threshold %||% NA_real_)
+}
+
+# The true labels of an annotated object's cells: a vector, or a metadata / colData column name.
+true_labels <- function(object, truth, n, call) {
+  if (is.character(truth) && length(truth) == 1 && n != 1) {
+    meta <- if (inherits(object, "Seurat")) object[[]]
+            else if (methods::is(object, "SingleCellExperiment")) as.data.frame(SummarizedExperiment::colData(object))
+            else NULL
+    if (!truth %in% names(meta)) {
+      cli::cli_abort("{.arg truth}: {.arg object} has no metadata column {.val {truth}}; give the column name or one label per cell.",
+                     call = call, class = "cellpredx_error")
+    }
+    truth <- meta[[truth]]
+  }
+  if (length(truth) != n) {
+    cli::cli_abort("{.arg truth} has {length(truth)} value{?s} for {n} cell{?s}.", call = call, class = "cellpredx_error")
+  }
+  if (anyNA(truth)) {
+    cli::cli_abort("{.arg truth} has missing values; remove those cells first.", call = call, class = "cellpredx_error")
+  }
+  as.character(truth)
 }
 
 #' Plot the CellPredX embedding as a UMAP
@@ -109,17 +132,7 @@ PlotConfusion <- function(object, truth) {
   call <- rlang::current_env()
   annotation <- annotation_of(object)
   predicted <- annotation$predictions$predicted.id
-  if (is.character(truth) && length(truth) == 1 && length(predicted) != 1) {
-    meta <- if (inherits(object, "Seurat")) object[[]] else as.data.frame(SummarizedExperiment::colData(object))
-    if (!truth %in% names(meta)) {
-      cli::cli_abort("{.arg truth}: {.arg object} has no column {.val {truth}}.", call = call, class = "cellpredx_error")
-    }
-    truth <- meta[[truth]]
-  }
-  if (length(truth) != length(predicted)) {
-    cli::cli_abort("{.arg truth} has {length(truth)} value{?s} for {length(predicted)} cell{?s}.", call = call, class = "cellpredx_error")
-  }
-  truth <- as.character(truth)
+  truth <- true_labels(object, truth, length(predicted), call)
   counts <- as.data.frame(table(truth = truth, predicted = predicted), stringsAsFactors = FALSE)
   counts$fraction <- counts$Freq / ave(counts$Freq, counts$truth, FUN = sum)
   shared <- truth %in% predicted | truth %in% annotation$predictions$best.type

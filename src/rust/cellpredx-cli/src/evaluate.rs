@@ -76,20 +76,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let truth_refs: Vec<&str> = truth.iter().map(String::as_str).collect();
     let best_refs: Vec<&str> = best.iter().map(String::as_str).collect();
     let class_refs: Vec<&str> = classes.iter().map(String::as_str).collect();
-    let scores = metrics::classification_scores(&truth_refs, &best_refs, &class_refs)?;
-
-    let novel: Vec<bool> = truth.iter().map(|t| !classes.contains(t)).collect();
-    let n_novel = novel.iter().filter(|&&n| n).count();
-    let (auroc, oscr) = if n_novel > 0 && n_novel < cells.len() {
-        let auroc = metrics::auroc(&doubt, &novel)?;
-        let known: Vec<usize> = (0..cells.len()).filter(|&i| !novel[i]).collect();
-        let known_correct: Vec<bool> = known.iter().map(|&i| best[i] == truth[i]).collect();
-        let known_scores: Vec<f64> = known.iter().map(|&i| -doubt[i]).collect();
-        let novel_scores: Vec<f64> = (0..cells.len()).filter(|&i| novel[i]).map(|i| -doubt[i]).collect();
-        (Some(auroc), Some(metrics::oscr(&known_correct, &known_scores, &novel_scores)?))
-    } else {
-        (None, None)
-    };
+    let metrics::Evaluation { scores, n_novel, auroc, oscr } = metrics::evaluate(&truth_refs, &best_refs, &class_refs, &doubt)?;
 
     if args.json {
         let per_class: Vec<_> = scores

@@ -6,6 +6,7 @@ use extendr_api::prelude::*;
 
 mod convert;
 mod errors;
+mod evaluate;
 mod gene_activity;
 mod graph;
 mod interpret;
@@ -17,6 +18,7 @@ mod transfer;
 extendr_module! {
     mod CellPredX;
     use convert;
+    use evaluate;
     use gene_activity;
     use graph;
     use interpret;

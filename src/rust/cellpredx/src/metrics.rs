@@ -159,6 +159,38 @@ pub fn oscr(known_correct: &[bool], known_scores: &[f64], novel_scores: &[f64]) 
     Ok(area)
 }
 
+/// Everything a transfer is scored on: the classification scores and, when the query has cells
+/// of types the reference lacks (and cells of types it has), how well the open-set score tells
+/// them apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub scores: ClassificationScores,
+    pub n_novel: usize,
+    pub auroc: Option<f64>,
+    pub oscr: Option<f64>,
+}
+
+/// Scores each cell's most probable type `best` against `truth`; `doubt` is the open-set score
+/// (higher = more likely a novel type), e.g. ln(1 − max p).
+pub fn evaluate(truth: &[&str], best: &[&str], reference_classes: &[&str], doubt: &[f64]) -> Result<Evaluation> {
+    if doubt.len() != truth.len() {
+        return Err(CellPredXError::DimensionMismatch { what: "open-set scores (one per query cell)".into(), expected: truth.len(), got: doubt.len() });
+    }
+    let scores = classification_scores(truth, best, reference_classes)?;
+    let novel: Vec<bool> = truth.iter().map(|t| !reference_classes.contains(t)).collect();
+    let n_novel = novel.iter().filter(|&&n| n).count();
+    let (auroc, oscr) = if n_novel > 0 && n_novel < truth.len() {
+        let known: Vec<usize> = (0..truth.len()).filter(|&i| !novel[i]).collect();
+        let known_correct: Vec<bool> = known.iter().map(|&i| best[i] == truth[i]).collect();
+        let known_scores: Vec<f64> = known.iter().map(|&i| -doubt[i]).collect();
+        let novel_scores: Vec<f64> = (0..truth.len()).filter(|&i| novel[i]).map(|i| -doubt[i]).collect();
+        (Some(auroc(doubt, &novel)?), Some(oscr(&known_correct, &known_scores, &novel_scores)?))
+    } else {
+        (None, None)
+    };
+    Ok(Evaluation { scores, n_novel, auroc, oscr })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +220,20 @@ mod tests {
         let a = &s.per_class[1];
         assert_eq!((a.support, a.predicted, a.correct), (4, 3, 2));
         assert!(close(a.recall, 0.5) && close(a.precision, 2.0 / 3.0) && close(a.f1, 4.0 / 7.0));
+    }
+
+    #[test]
+    fn evaluate_scores_open_set_only_when_the_query_has_both_kinds() {
+        // Novel cell C has the highest doubt: AUROC 1. Known cells ranked by confidence (−doubt):
+        // cell 0 (correct), then cell 1 (wrong); the novel cell is accepted last, so OSCR = 1/2 · 1.
+        let e = evaluate(&["A", "B", "C"], &["A", "A", "A"], &["A", "B"], &[-3.0, -2.0, -0.1]).unwrap();
+        assert_eq!(e.n_novel, 1);
+        assert!(close(e.auroc.unwrap(), 1.0));
+        assert!(close(e.oscr.unwrap(), 0.5), "{:?}", e.oscr);
+        assert!(close(e.scores.accuracy, 0.5));
+        let closed = evaluate(&["A", "B"], &["A", "B"], &["A", "B"], &[-1.0, -1.0]).unwrap();
+        assert_eq!((closed.auroc, closed.oscr, closed.n_novel), (None, None, 0));
+        assert!(evaluate(&["A"], &["A"], &["A"], &[]).unwrap_err().to_string().contains("open-set"));
     }
 
     #[test]
