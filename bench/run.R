@@ -36,7 +36,7 @@ write_machine_info <- function(path) {
   version_of <- function(p) tryCatch(as.character(utils::packageVersion(p)), error = function(e) NA)
   info <- list(host = host, cpu = sub(".*:\\s*", "", cpu[1]), cores = parallel::detectCores(),
                memory_gb = round(as.numeric(gsub("[^0-9]", "", grep("^MemTotal", readLines("/proc/meminfo"), value = TRUE))) / 1024^2, 1),
-               r = R.version.string, cellpredx_commit = system("git rev-parse --short HEAD", intern = TRUE),
+               load_average_at_start = readLines("/proc/loadavg")[1], r = R.version.string, cellpredx_commit = system("git rev-parse --short HEAD", intern = TRUE),
                seurat = version_of("Seurat"), singler = version_of("SingleR"), scran = version_of("scran"))
   jsonlite::write_json(info, path, auto_unbox = TRUE, pretty = TRUE)
 }
