@@ -69,6 +69,7 @@ if (pair$scenario %in% c("rna_atac_matched", "rna_atac_unmatched")) {
   ref[["lsi"]] <- CreateDimReducObject(embeddings = embeddings, loadings = loadings, key = "LSI_", assay = "RNA",
                                        stdev = svd$d / sqrt(max(1, ncol(ref_data) - 1)), misc = svd)
   dims <- 2:30  # component 1 follows sequencing depth
+  VariableFeatures(ref) <- shared  # FindTransferAnchors' default feature set
   anchors <- FindTransferAnchors(ref, query, reference.reduction = "lsi", reduction = "lsiproject", dims = dims,
                                  verbose = FALSE)
   # Weights come from the query's projection onto the reference LSI (no query LSI of its own).
