@@ -1,7 +1,7 @@
 # CellPredX: `make demo` sets up a fresh machine and runs the main job; `make test` runs every test.
 # Each target runs scripts/setup first, which skips what is already done and reinstalls the
 # package incrementally (seconds once the first build is done).
-.PHONY: setup install demo test test-rust test-r check bench wrappers document clean
+.PHONY: setup install demo test test-rust test-r check bench bench-quick bench-report bench-cli wrappers document clean
 
 WITH_ENV := scripts/with-env
 
@@ -28,11 +28,31 @@ check: setup
 	@$(WITH_ENV) sh -c 'cd target/check && R CMD build --no-build-vignettes ../.. && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual CellPredX_*.tar.gz'
 	@scripts/check-log target/check/CellPredX.Rcheck/00check.log
 
-bench: setup
-	@$(WITH_ENV) cargo build --release --locked -p cellpredx-cli
+# The benchmark against the peers (bench/run.R: CellPredX x 3 seeds, Seurat, SingleR, CellTypist
+# on P1-P6 in one run, ~45 min on 2 cores), the scale benchmark (bench/scale.R: 9,190, 100,000 and
+# 200,000 query cells, ~15 min), the thread timings and determinant genes, then the report
+# (bench/REPORT.md, bench/report/*.png, README's "How it compares"). Estimated ~70 min on 2 cores.
+# BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min more: over the
+# 90-minute budget, hence off by default). BENCH_ARGS go to bench/run.R, e.g. BENCH_ARGS="--pairs P1,P5".
+BENCH_ABLATION ?= 0
+bench: setup bench-cli
 	@$(WITH_ENV) Rscript bench/threads.R
-	@$(WITH_ENV) Rscript bench/pairs.R $(BENCH_ARGS)
-	@$(WITH_ENV) Rscript bench/pairs.R --pairs P1,P2,P3,P4 --variants no_fa,no_cl,no_sc,no_pr,sc_raw $(BENCH_ARGS)
+	@$(WITH_ENV) Rscript bench/run.R $(BENCH_ARGS)
+	@$(WITH_ENV) Rscript bench/scale.R
+	@$(WITH_ENV) Rscript bench/interpret.R
+	@if [ "$(BENCH_ABLATION)" = 1 ]; then $(WITH_ENV) Rscript bench/pairs.R --pairs P1,P2,P3,P4 --variants no_fa,no_cl,no_sc,no_pr,sc_raw; fi
+	@$(MAKE) --no-print-directory bench-report
+
+# Day-to-day check, well under 10 minutes: every tool on P5 and P6, one CellPredX seed, then the report.
+bench-quick: setup bench-cli
+	@$(WITH_ENV) Rscript bench/run.R --pairs P5,P6 --seeds 0
+	@$(MAKE) --no-print-directory bench-report
+
+bench-report:
+	@$(WITH_ENV) Rscript bench/report.R
+
+bench-cli:
+	@$(WITH_ENV) cargo build --release --locked -p cellpredx-cli
 
 # Regenerates R/extendr-wrappers.R and the roxygen docs after a change to the Rust entry points.
 wrappers: setup

@@ -12,9 +12,8 @@
 # raw attention weights instead of weights normalised to mean 1).
 
 source("bench/common.R")
-target <- Sys.getenv("CELLPREDX_TARGET_DIR", file.path(root, "target"))
-cli <- file.path(target, "release", "cellpredx")
-if (!file.exists(cli)) stop(cli, " is missing: run `make bench` (it builds the CLI first)")
+source("bench/harness.R")
+require_cli()
 
 pairs_wanted <- split(option("pairs", "P1,P2,P3,P4,P5,P6"))
 seeds <- as.integer(split(option("seeds", "0,1,2")))
@@ -35,25 +34,11 @@ variant_args <- list(
 unknown <- setdiff(variants, names(variant_args))
 if (length(unknown)) stop("unknown variant(s): ", paste(unknown, collapse = ", "))
 
-pairs <- bench_pairs[check_pairs(pairs_wanted)]
+check_pairs(pairs_wanted)
 
 work <- tempfile("cellpredx-bench-")
 dir.create(work)
 on.exit(unlink(work, recursive = TRUE), add = TRUE)
-
-write_lines <- function(x, name) {
-  path <- file.path(work, name)
-  writeLines(x, path)
-  path
-}
-
-run_cli <- function(cli_args, log) {
-  status <- system2(cli, cli_args, stdout = log, stderr = log)
-  if (status != 0) {
-    cat(readLines(log), sep = "\n")
-    stop("cellpredx ", cli_args[[1]], " failed (status ", status, ")")
-  }
-}
 
 columns <- c("date", "pair", "tool", "variant", "seed", "accuracy", "macro_f1", "auroc", "oscr", "seconds",
              "fit_seconds", "peak_rss_mb", "steps", "device", "threads", "cd8_recall", "note")
@@ -61,41 +46,24 @@ if (!file.exists(out_file)) {
   dir.create(dirname(out_file), showWarnings = FALSE, recursive = TRUE)
   writeLines(paste(columns, collapse = "\t"), out_file)
 }
-fmt <- function(x, digits = 4) if (is.null(x) || is.na(x)) "NA" else formatC(x, digits = digits, format = "f")
 
 cat(sprintf("CellPredX CLI on %s; seeds %s; variants %s; device %s; results appended to %s\n",
             paste(pairs_wanted, collapse = ","), paste(seeds, collapse = ","), paste(variants, collapse = ","),
             device, out_file))
 summary_rows <- list()
 for (pair_id in pairs_wanted) {
-  pair <- pairs[[pair_id]]
   pair_variants <- if (pair_id %in% c("P1", "P2", "P3", "P4")) variants else intersect(variants, "full")
-  base <- c("transfer", "--ref", pair$ref, "--query", pair$query, "--scenario", pair$scenario, "--device", device, "--quiet")
-  if (!is.null(pair$ref_cells)) base <- c(base, "--ref-cells", write_lines(pair$ref_cells, paste0(pair_id, "-ref.txt")))
-  if (!is.null(pair$query_cells)) base <- c(base, "--query-cells", write_lines(pair$query_cells, paste0(pair_id, "-query.txt")))
-  if (!is.na(threads)) base <- c("--threads", threads, base)
-  eval_extra <- character()
-  if (!is.null(pair$map)) {
-    map_file <- file.path(work, paste0(pair_id, "-map.tsv"))
-    utils::write.table(pair$map, map_file, sep = "\t", quote = FALSE, row.names = FALSE)
-    eval_extra <- c("--map", map_file)
-  }
   for (variant in pair_variants) {
     for (seed in seeds) {
       out <- file.path(work, paste(pair_id, variant, seed, sep = "-"))
       log <- paste0(out, ".log")
       started <- Sys.time()
-      run_cli(c(base, "--out", out, "--seed", seed, variant_args[[variant]], bench_extra), log)
+      run_logged(cli, cellpredx_transfer_args(pair_id, work, out, seed, device, threads, c(variant_args[[variant]], bench_extra)),
+                 log, "cellpredx transfer")
       seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
       run <- jsonlite::fromJSON(file.path(out, "run.json"))
-      run_cli(c("evaluate", "--pred", file.path(out, "predictions.tsv"), "--truth", pair$query, "--json", eval_extra),
-              paste0(out, "-eval.json"))
-      score <- jsonlite::fromJSON(paste0(out, "-eval.json"))
-      cd8 <- NA
-      if (pair_id == "P5") {
-        hit <- score$per_type[score$per_type$type == "CD8 T cells", ]
-        if (nrow(hit)) cd8 <- sprintf("%d/%d", hit$correct, hit$support)
-      }
+      score <- evaluate_predictions(file.path(out, "predictions.tsv"), pair_id, work)
+      cd8 <- if (pair_id == "P5") type_recall_count(score, "CD8 T cells") else NA
       row <- c(format(Sys.time(), "%Y-%m-%d %H:%M"), pair_id, "cellpredx-cli", variant, seed,
                fmt(score$accuracy), fmt(score$macro_f1), fmt(score$auroc), fmt(score$oscr), fmt(seconds, 1),
                fmt(run$fit_predict_seconds, 1), fmt(run$peak_rss_mb, 0), run$steps, run$device, run$threads,
