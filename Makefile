@@ -25,7 +25,7 @@ test-r:
 check: setup
 	@echo "==> R CMD build + R CMD check"
 	@rm -rf target/check && mkdir -p target/check
-	@$(WITH_ENV) sh -c 'cd target/check && R CMD build --no-build-vignettes ../.. && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual CellPredX_*.tar.gz'
+	@$(WITH_ENV) sh -c 'cd target/check && R CMD build ../.. && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual CellPredX_*.tar.gz'
 	@scripts/check-log target/check/CellPredX.Rcheck/00check.log
 
 # The benchmark against the peers (bench/run.R: CellPredX x 3 seeds, Seurat, SingleR, CellTypist

@@ -247,7 +247,10 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 
 #' @rdname TransferLabels
 #' @param ref.assay,query.assay Assays to read (Seurat: default the active assay;
-#'   SingleCellExperiment: the assay name, default `"counts"`).
+#'   SingleCellExperiment: the assay name, default `"counts"`). For a Signac-style
+#'   Seurat query whose active assay holds peaks (`peaks`, `ATAC`) and a reference
+#'   with RNA, `NULL` takes the query's gene-activity assay (`ACTIVITY`,
+#'   `GeneActivity`, ...); make one with [GeneActivity()] if it has none.
 #' @param layer The layer (Seurat v5) or slot (v4) holding raw counts.
 #' @param prefix Prefix of the metadata columns written into the query.
 #' @details The Seurat method writes metadata columns `<prefix>.id` (the type,
@@ -273,7 +276,7 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
     cli::cli_abort("{.arg query} must be a Seurat object like {.arg ref}, not {.obj_type_friendly {query}}.", call = call, class = "cellpredx_error")
   }
   ref.assay <- ref.assay %||% SeuratObject::DefaultAssay(ref)
-  query.assay <- query.assay %||% SeuratObject::DefaultAssay(query)
+  query.assay <- query.assay %||% default_query_assay(query, ref.assay, verbose, call)
   ref_counts <- seurat_counts(ref, ref.assay, layer, "ref", call)
   query_counts <- seurat_counts(query, query.assay, layer, "query", call)
   labels <- metadata_labels(ref.labels, ref[[]], ncol(ref), default = SeuratObject::Idents(ref), call = call)
@@ -340,6 +343,25 @@ result_record <- function(result, prefix, query) {
        normalization = result$normalization, scaled = result$scaled, stop = result$stop,
        device = result$device, seconds = result$seconds,
        version = as.character(utils::packageVersion("CellPredX")))
+}
+
+# The active assay, except for a Signac-style query whose active assay holds peaks when the
+# reference has RNA: then its gene-activity assay.
+default_query_assay <- function(query, ref_assay, verbose, call) {
+  assay <- SeuratObject::DefaultAssay(query)
+  if (!identical(assay_kind(ref_assay), "rna") || !identical(assay_kind(assay), "peaks")) {
+    return(assay)
+  }
+  activity <- Filter(function(a) identical(assay_kind(a), "activity"), SeuratObject::Assays(query))
+  if (length(activity) == 0) {
+    cli::cli_abort(c("{.arg query}'s active assay {.val {assay}} holds peaks, and the reference {.val {ref_assay}} holds genes.",
+                     i = "Add gene activity first, e.g. {.code query <- GeneActivity(query, annotation = \"hg38\")}, or name the assay with {.arg query.assay}."),
+                   call = call, class = "cellpredx_error")
+  }
+  if (isTRUE(verbose)) {
+    cli::cli_inform("Using the query's gene-activity assay {.val {activity[[1]]}} (its active assay {.val {assay}} holds peaks).")
+  }
+  activity[[1]]
 }
 
 assay_kind <- function(assay) {

@@ -101,3 +101,21 @@ test_that("presets list every setting", {
   expect_equal(preset$preprocess$graph_reduction, "lsi")
   expect_error(CellPredXPresets("peaks"), "must be one of")
 })
+
+test_that("a Signac-style query (active assay peaks) is read through its gene-activity assay", {
+  skip_if_not_installed("Seurat")
+  example <- readRDS(system.file("extdata", "snareseq_subset.rds", package = "CellPredX"))
+  ref <- SeuratObject::CreateSeuratObject(example$ref_rna, meta.data = example$ref_meta)
+  peaks <- example$query_peaks
+  rownames(peaks) <- gsub("_", "-", rownames(peaks))
+  query <- SeuratObject::CreateSeuratObject(peaks, assay = "peaks")
+  expect_error(TransferLabels(ref, query, ref.labels = "cell_type", verbose = FALSE),
+               "holds peaks.*GeneActivity", class = "cellpredx_error")
+  query[["GeneActivity"]] <- SeuratObject::CreateAssayObject(counts = example$query_activity)
+  expect_message(out <- TransferLabels(ref, query, ref.labels = "cell_type", settings = quick, threads = 2),
+                 "gene-activity assay")
+  record <- SeuratObject::Misc(out, "CellPredX")
+  expect_identical(record$query$assay, "GeneActivity")
+  expect_identical(record$scenario, "rna_atac_unmatched")
+  expect_identical(SeuratObject::DefaultAssay(out), "peaks")
+})
