@@ -38,3 +38,11 @@ pbmc_pair <- function(n_ref = 400, n_query = 150) {
 }
 
 quick <- list(max_steps = 40, batch_size = 128)
+
+# pbmc_pair() as Seurat objects, the reference's types in the metadata column "type". Seurat warns
+# about the datasets' own gene names with "_"; that is not what the tests test.
+seurat_pair <- function(pair) {
+  ref <- suppressWarnings(SeuratObject::CreateSeuratObject(
+    pair$ref, meta.data = data.frame(type = pair$ref_meta$cell_type, row.names = colnames(pair$ref))))
+  list(ref = ref, query = suppressWarnings(SeuratObject::CreateSeuratObject(pair$query)))
+}

@@ -75,8 +75,9 @@ test_that("Seurat and SingleCellExperiment queries keep determinant genes where 
   skip_without_data("pbmc3k_seurat")
   skip_if_not_installed("Seurat")
   pair <- pbmc_pair(300, 100)
-  ref <- suppressWarnings(SeuratObject::CreateSeuratObject(pair$ref, meta.data = data.frame(type = pair$ref_meta$cell_type, row.names = colnames(pair$ref))))
-  query <- suppressWarnings(SeuratObject::CreateSeuratObject(pair$query))
+  objects <- seurat_pair(pair)
+  ref <- objects$ref
+  query <- objects$query
   out <- suppressWarnings(TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick,
                                          threads = 2, verbose = FALSE, interpret = TRUE))
   record <- SeuratObject::Misc(out, "CellPredX")

@@ -45,5 +45,8 @@ test_that("broken or stale models give one clear error", {
   renamed <- pair$query
   rownames(renamed) <- paste0("x", seq_len(nrow(renamed)))
   expect_error(predict(model, renamed, verbose = FALSE), "only 0 of the model's")
+  negative <- pair$query
+  negative[2, 2] <- -1
+  expect_error(predict(model, negative, verbose = FALSE), "1 negative values in the cells to annotate")
   expect_error(SaveCellPredX(list(), path), "CellPredXModel")
 })

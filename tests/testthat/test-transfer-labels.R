@@ -33,9 +33,9 @@ test_that("Seurat objects get the documented columns, assay, reduction and recor
   skip_without_data("pbmc3k_seurat")
   skip_if_not_installed("Seurat")
   pair <- pbmc_pair(300, 100)
-  # Seurat warns about the datasets' own gene names with "_"; that is not what is tested here.
-  ref <- suppressWarnings(SeuratObject::CreateSeuratObject(pair$ref, meta.data = data.frame(type = pair$ref_meta$cell_type, row.names = colnames(pair$ref))))
-  query <- suppressWarnings(SeuratObject::CreateSeuratObject(pair$query))
+  objects <- seurat_pair(pair)
+  ref <- objects$ref
+  query <- objects$query
   out <- suppressWarnings(TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE))
   expect_true(all(c("predicted.id", "prediction.score.max") %in% names(out[[]])))
   expect_true("prediction.scores.cellpredx" %in% SeuratObject::Assays(out))
@@ -50,6 +50,12 @@ test_that("Seurat objects get the documented columns, assay, reduction and recor
 
   before <- query
   expect_error(TransferLabels(ref, query, ref.labels = "celltype", verbose = FALSE), "no metadata column")
+  expect_error(TransferLabels(ref, query, ref.labels = "type", query.assay = "ATAC", verbose = FALSE),
+               "has no assay \"ATAC\".*assays are \"RNA\"", class = "cellpredx_error")
+  logged <- query
+  logged[["LOG"]] <- suppressWarnings(SeuratObject::CreateAssayObject(data = log1p(pair$query)))
+  expect_error(TransferLabels(ref, logged, ref.labels = "type", query.assay = "LOG", verbose = FALSE),
+               "\"counts\" layer of assay \"LOG\".*empty", class = "cellpredx_error")
   expect_identical(query, before)
 })
 
@@ -84,6 +90,15 @@ test_that("bad input gets a clear error naming the argument", {
   rownames(dup)[2] <- rownames(dup)[1]
   expect_error(rna(query = dup), "duplicated features names")
   expect_error(rna(query = pair$query[, 0]), "no cells")
+  negative <- pair$query
+  negative[1, 1] <- -2
+  expect_error(rna(query = negative), "1 negative values in the query.*not scaled")
+  with_na <- as.matrix(pair$ref)
+  with_na[2, 3] <- NA
+  expect_error(rna(ref = with_na), "1 missing or infinite values in the reference")
+  dup_cells <- pair$query
+  colnames(dup_cells)[3] <- colnames(dup_cells)[1]
+  expect_error(rna(query = dup_cells), "duplicated cells names")
   expect_error(rna(threshold = 1.5), "between 0 and 1")
   expect_error(go(scenario = "rna"), "must be")
   expect_error(go(), "cannot tell")

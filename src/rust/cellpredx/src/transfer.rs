@@ -122,6 +122,26 @@ pub struct Side<'a> {
     pub features: &'a [String],
 }
 
+impl Side<'_> {
+    /// A name per feature, and values the method can take: counts or normalised data, finite
+    /// and not negative (scaled data would be taken for counts by nothing and break log1p).
+    fn validate(&self, what: &str) -> Result<()> {
+        if self.features.len() != self.matrix.n_cols() {
+            return Err(CellPredXError::DimensionMismatch { what: format!("{what} feature names"), expected: self.matrix.n_cols(), got: self.features.len() });
+        }
+        let (non_finite, negative) = self.matrix.count_invalid_values();
+        if non_finite > 0 {
+            return Err(CellPredXError::invalid(format!("{non_finite} missing or infinite values in {what}; remove those cells or features, or replace the values")));
+        }
+        if negative > 0 {
+            return Err(CellPredXError::invalid(format!(
+                "{negative} negative values in {what}; give raw counts or normalised (log) data, not scaled data"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The result of a transfer: the fitted model, the query's predictions, the neighbour graph the
 /// contrastive loss used and how each side was normalised.
 pub struct Transfer {
@@ -199,22 +219,15 @@ impl TransferModel {
 
     /// Probabilities and embeddings of new cells (cells × features with the features' names).
     pub fn predict(&self, cells: Side<'_>, progress: &mut dyn ProgressSink) -> Result<Predictions> {
-        self.check_feature_names(&cells)?;
+        cells.validate("the cells to annotate")?;
         self.network.predict(&self.prepare(cells)?, progress)
     }
 
     /// Integrated Gradients of new cells (cells × features with the features' names) with
     /// respect to the model's features.
     pub fn interpret(&self, cells: Side<'_>, config: &IntegratedGradientsConfig, progress: &mut dyn ProgressSink) -> Result<Attributions> {
-        self.check_feature_names(&cells)?;
+        cells.validate("the cells to interpret")?;
         self.network.integrated_gradients(&self.prepare(cells)?, config, progress)
-    }
-
-    fn check_feature_names(&self, cells: &Side<'_>) -> Result<()> {
-        if cells.features.len() != cells.matrix.n_cols() {
-            return Err(CellPredXError::DimensionMismatch { what: "feature names".into(), expected: cells.matrix.n_cols(), got: cells.features.len() });
-        }
-        Ok(())
     }
 
     /// Writes `model.safetensors` (weights) and `model.json` (this description) into `dir`.
@@ -355,11 +368,8 @@ pub fn transfer(
     if labels.codes().len() != reference.matrix.n_rows() {
         return Err(CellPredXError::DimensionMismatch { what: "reference labels".into(), expected: reference.matrix.n_rows(), got: labels.codes().len() });
     }
-    for (side, what) in [(&reference, "reference"), (&query, "query")] {
-        if side.features.len() != side.matrix.n_cols() {
-            return Err(CellPredXError::DimensionMismatch { what: format!("{what} feature names"), expected: side.matrix.n_cols(), got: side.features.len() });
-        }
-    }
+    reference.validate("the reference")?;
+    query.validate("the query")?;
     if let Some(e) = &query_embedding {
         if e.nrows() != query.matrix.n_rows() {
             return Err(CellPredXError::DimensionMismatch { what: "rows of the query embedding".into(), expected: query.matrix.n_rows(), got: e.nrows() });
@@ -465,6 +475,19 @@ mod tests {
             .fold(0f32, f32::max);
         assert!(max_diff < 1e-6, "probabilities differ by {max_diff}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sides_with_missing_negative_or_unnamed_values_are_refused() {
+        let features: Vec<String> = (0..3).map(|i| format!("g{i}")).collect();
+        let check = |values: Vec<f32>, names: &[String]| {
+            let m = CsrMatrix::try_new(1, 3, vec![0, 3], vec![0, 1, 2], values).unwrap();
+            Side { matrix: &m, features: names }.validate("the query").map_err(|e| e.to_string())
+        };
+        assert!(check(vec![1.0, 0.5, 3.0], &features).is_ok());
+        assert!(check(vec![1.0, f32::NAN, f32::INFINITY], &features).unwrap_err().starts_with("2 missing or infinite values in the query"));
+        assert!(check(vec![-1.0, 0.5, 3.0], &features).unwrap_err().starts_with("1 negative values in the query"));
+        assert!(check(vec![1.0, 0.5, 3.0], &features[..2]).unwrap_err().contains("feature names"));
     }
 
     #[test]
