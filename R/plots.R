@@ -134,7 +134,7 @@ PlotConfusion <- function(object, truth) {
   predicted <- annotation$predictions$predicted.id
   truth <- true_labels(object, truth, length(predicted), call)
   counts <- as.data.frame(table(truth = truth, predicted = predicted), stringsAsFactors = FALSE)
-  counts$fraction <- counts$Freq / ave(counts$Freq, counts$truth, FUN = sum)
+  counts$fraction <- counts$Freq / stats::ave(counts$Freq, counts$truth, FUN = sum)
   shared <- truth %in% predicted | truth %in% annotation$predictions$best.type
   accuracy <- mean(truth[shared] == predicted[shared])
   ggplot2::ggplot(counts, ggplot2::aes(.data$predicted, .data$truth, fill = .data$fraction)) +
