@@ -6,7 +6,8 @@
 #' has (each cell's most probable type is scored, with no threshold, as peers
 #' are usually compared), per-type recall, precision and F1, and, when the
 #' query holds types the reference lacks, how well the open-set score
-#' (ln(1 - max probability)) separates those cells: AUROC and OSCR.
+#' (`novelty`: 1 - cosine similarity of a cell's embedding to the nearest
+#' type's mean reference embedding) separates those cells: AUROC and OSCR.
 #'
 #' @param object A [TransferLabels()] result, or the Seurat /
 #'   SingleCellExperiment query it annotated.
@@ -44,7 +45,7 @@ EvaluateLabels <- function(object, truth, map = NULL) {
   }
   rename <- function(x) ifelse(x %in% names(map), unname(map[x]), x)
   scores <- call_rust(evaluate_labels_(truth, rename(predictions$best.type), unique(rename(annotation$classes)),
-                                       as.double(predictions$log.doubt)), call = call)
+                                       as.double(predictions$novelty)), call = call)
   scores$per_type <- as.data.frame(scores$per_type, stringsAsFactors = FALSE)
   scores$auroc <- scores$auroc %||% NA_real_
   scores$oscr <- scores$oscr %||% NA_real_

@@ -20,7 +20,7 @@ annotation_of <- function(object, call = rlang::caller_env()) {
   }
   predictions <- data.frame(predicted.id = meta[[paste0(record$prefix, ".id")]],
                             prediction.score.max = meta[["prediction.score.max"]],
-                            best.type = record$open_set$best.type, log.doubt = record$open_set$log.doubt,
+                            best.type = record$open_set$best.type, log.doubt = record$open_set$log.doubt, novelty = record$open_set$novelty,
                             row.names = rownames(meta), stringsAsFactors = FALSE)
   list(predictions = predictions, embedding = embedding, classes = record$classes,
        threshold = record$settings$threshold %||% NA_real_)

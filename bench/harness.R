@@ -51,13 +51,13 @@ pair_data_args <- function(pair_id, work) {
 }
 
 # predictions.tsv as `cellpredx transfer` writes it and `cellpredx evaluate` reads it: cell,
-# label, best_type, confidence, log_doubt (larger = more likely a type the reference lacks; only
-# its order matters to AUROC and OSCR) and one `p:<type>` column per reference type (evaluate
+# label, best_type, confidence, log_doubt and novelty (for a peer both hold its open-set score:
+# larger = more likely a type the reference lacks; only its order matters to AUROC and OSCR) and one `p:<type>` column per reference type (evaluate
 # takes the reference's types from these names). `scores` is cells x types.
 write_predictions <- function(path, cells, best_type, confidence, doubt, scores) {
   stopifnot(length(cells) == nrow(scores), length(best_type) == length(cells))
   table <- data.frame(cell = cells, label = best_type, best_type = best_type, confidence = confidence,
-                      log_doubt = doubt, check.names = FALSE)
+                      log_doubt = doubt, novelty = doubt, check.names = FALSE)
   scores <- as.data.frame(as.matrix(scores), check.names = FALSE)
   names(scores) <- paste0("p:", colnames(scores))
   dir.create(dirname(path), showWarnings = FALSE, recursive = TRUE)

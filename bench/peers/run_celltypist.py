@@ -90,13 +90,16 @@ def main():
     probability = result.probability_matrix.loc[query_cells]
     best = probability.to_numpy().argmax(axis=1)
     confidence = probability.to_numpy().max(axis=1)
+    # ln(1 - p) keeps ordering cells whose p rounds to 1 (as the CLI's log_doubt does); it is
+    # CellTypist's open-set score, in both columns evaluate can read.
+    doubt = np.log(np.clip(1.0 - confidence, 1e-300, None))
     table = pd.DataFrame({
         "cell": query_cells,
         "label": probability.columns[best],
         "best_type": probability.columns[best],
         "confidence": confidence,
-        # ln(1 - p) keeps ordering cells whose p rounds to 1 (as the CLI's log_doubt does).
-        "log_doubt": np.log(np.clip(1.0 - confidence, 1e-300, None)),
+        "log_doubt": doubt,
+        "novelty": doubt,
     })
     table = pd.concat([table, probability.add_prefix("p:").reset_index(drop=True)], axis=1)
     os.makedirs(args.out, exist_ok=True)

@@ -21,7 +21,8 @@ test_that("EvaluateLabels scores shared types, collapses with a map and scores n
   open <- ifelse(truth == "CD8 T cells", "Novel", truth)
   o <- EvaluateLabels(res, open, map = map)
   expect_equal(o$novel_cells, sum(open == "Novel"))
-  doubt <- res$predictions$log.doubt
+  doubt <- res$predictions$novelty
+  expect_equal(doubt, 1 - res$predictions$prototype.similarity, tolerance = 1e-6)
   novel <- open == "Novel"
   by_rank <- rank(doubt)
   manual_auroc <- (sum(by_rank[novel]) - sum(novel) * (sum(novel) + 1) / 2) / (sum(novel) * sum(!novel))

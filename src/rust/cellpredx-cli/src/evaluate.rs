@@ -1,7 +1,7 @@
 //! `cellpredx evaluate`: score a `transfer`'s predictions against the query's true labels.
 //! Accuracy and macro-F1 count the cells whose true type the reference has (argmax calls, no
-//! threshold, as the peers are scored); AUROC and OSCR score how well the confidence tells the
-//! novel types apart, when the query has any.
+//! threshold, as the peers are scored); AUROC and OSCR score how well an open-set score (by
+//! default `novelty`) tells the novel types apart, when the query has any.
 
 use cellpredx::io;
 use cellpredx::metrics;
@@ -25,6 +25,10 @@ pub struct EvaluateArgs {
     /// "Naive CD4 T" and "Memory CD4 T" into the query's "CD4 T cells".
     #[arg(long)]
     map: Option<PathBuf>,
+    /// The column of open-set scores (higher = more likely a type the reference lacks) that AUROC
+    /// and OSCR rank cells by; `transfer` writes `novelty` (1 − prototype similarity) and `log_doubt`.
+    #[arg(long, default_value = "novelty")]
+    score: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -53,8 +57,7 @@ fn numbers(table: &io::Table, column: &str) -> Result<Vec<f64>> {
 pub fn run(args: EvaluateArgs) -> Result<()> {
     let table = io::read_table(&args.pred)?;
     let cells: Vec<String> = table.column("cell")?.into_iter().map(str::to_string).collect();
-    // ln(1 − max p) orders cells as the confidence does, without ties where it rounds to 1.
-    let doubt = numbers(&table, "log_doubt")?;
+    let doubt = numbers(&table, &args.score)?;
     let map = match &args.map {
         Some(path) => read_map(path)?,
         None => HashMap::new(),

@@ -229,7 +229,8 @@ fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, th
     create_dir(out)?;
     let labels_out = predictions.labels(threshold);
     let best = predictions.best();
-    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into(), "prototype_similarity".into()];
+    let novelty = predictions.novelty();
+    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into(), "prototype_similarity".into(), "novelty".into()];
     header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
     let rows = cells.iter().enumerate().map(|(i, cell)| {
         let mut row = vec![
@@ -239,6 +240,7 @@ fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, th
             float(best[i].1),
             float(predictions.log_doubt[i]),
             float(predictions.prototype_similarity[i]),
+            float(novelty[i]),
         ];
         row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
         row

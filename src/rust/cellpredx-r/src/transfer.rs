@@ -54,7 +54,8 @@ pub fn predictions_to_r(p: &Predictions) -> List {
         probabilities = RMatrix::new_matrix(classes, cells, |k, i| p.probabilities[[i, k]] as f64),
         embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64),
         log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-        prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>()
+        prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        novelty = p.novelty().iter().map(|&v| v as f64).collect::<Vec<_>>()
     )
 }
 

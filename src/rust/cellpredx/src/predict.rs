@@ -45,6 +45,13 @@ impl Predictions {
             .collect()
     }
 
+    /// The open-set score: 1 − prototype similarity, higher for cells unlike every reference
+    /// type. On the open-set benchmark pairs it separates novel types better than ln(1 − max p)
+    /// (bench/NOTES.md).
+    pub fn novelty(&self) -> Vec<f32> {
+        self.prototype_similarity.iter().map(|s| 1.0 - s).collect()
+    }
+
     /// Each cell's label: the most probable class when its probability reaches `threshold`,
     /// else `UNKNOWN`.
     pub fn labels(&self, threshold: f64) -> Vec<&str> {
