@@ -9,12 +9,14 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 /// (forward, cross-entropy, attention, backward, SGD update), after `warmup` untimed steps.
 /// The encoder's first layer dominates, as in real training.
 pub fn training_step_ms(shape: NetworkShape, batch: i64, steps: usize, warmup: usize, device: Device) -> Result<f64> {
-    tch::manual_seed(0);
-    let vs = nn::VarStore::new(device);
-    let net = CellPredXNet::new(&vs.root(), shape);
+    let (vs, net, x, y) = crate::train::seeded(0, || -> Result<_> {
+        let vs = nn::VarStore::new(device);
+        let net = CellPredXNet::new(&vs.root(), shape);
+        let x = Tensor::f_rand([batch, shape.input_dim], (Kind::Float, device))?;
+        let y = Tensor::f_randint(shape.n_classes, [batch], (Kind::Int64, device))?;
+        Ok((vs, net, x, y))
+    })?;
     let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.01)?;
-    let x = Tensor::f_rand([batch, shape.input_dim], (Kind::Float, device))?;
-    let y = Tensor::f_randint(shape.n_classes, [batch], (Kind::Int64, device))?;
     let mut step = || -> Result<()> {
         let out = net.forward(&x);
         let attention = net.attention(&out.embedding, true)?;

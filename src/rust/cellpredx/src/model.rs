@@ -90,16 +90,17 @@ mod tests {
     use tch::{nn::VarStore, Device, Kind};
 
     fn net() -> (VarStore, CellPredXNet) {
-        tch::manual_seed(0);
-        let vs = VarStore::new(Device::Cpu);
-        let net = CellPredXNet::new(&vs.root(), NetworkShape::new(30, 4));
-        (vs, net)
+        crate::train::seeded(0, || {
+            let vs = VarStore::new(Device::Cpu);
+            let net = CellPredXNet::new(&vs.root(), NetworkShape::new(30, 4));
+            (vs, net)
+        })
     }
 
     #[test]
     fn shapes_follow_the_method() {
         let (vs, net) = net();
-        let x = Tensor::randn([8, 30], (Kind::Float, Device::Cpu));
+        let x = crate::train::seeded(1, || Tensor::randn([8, 30], (Kind::Float, Device::Cpu)));
         let out = net.forward(&x);
         assert_eq!(out.embedding.size(), vec![8, 64]);
         assert_eq!(out.logits.size(), vec![8, 4]);
@@ -122,7 +123,7 @@ mod tests {
     #[test]
     fn attention_is_the_include_probability_of_each_pair() {
         let (_vs, net) = net();
-        let z = Tensor::randn([5, 64], (Kind::Float, Device::Cpu));
+        let z = crate::train::seeded(2, || Tensor::randn([5, 64], (Kind::Float, Device::Cpu)));
         let a = net.attention(&z, false).unwrap();
         let context = net.context_norm.forward_t(&net.context.forward_t(&z, false), false).tanh();
         let scores = net.heads.forward_t(&context, false).view([5, 64, 2]);

@@ -564,23 +564,36 @@ fn class_means(encoder: &Encoder<'_>, data: &TrainingData<'_>, device: Device) -
     })
 }
 
+static GLOBAL_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `draw` right after seeding libtorch's global generator with `seed`, with no other thread
+/// drawing from that generator in between (trainings and tests in other threads would otherwise
+/// change what a seed gives).
+pub(crate) fn seeded<T>(seed: u64, draw: impl FnOnce() -> T) -> T {
+    let _exclusive = GLOBAL_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed as i64);
+    draw()
+}
+
 /// Trains the network. Reports every step to `progress` (whose error stops training, e.g. on
 /// Ctrl-C) with the step's losses.
 pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute, progress: &mut dyn ProgressSink) -> Result<TrainedModel> {
     data.validate()?;
     config.validate()?;
     let device = compute.device;
-    tch::manual_seed(config.seed as i64);
-    // Initialised on the CPU and then moved, so that a seed gives the same start on any device.
-    let mut vs = nn::VarStore::new(Device::Cpu);
     let shape = NetworkShape {
         input_dim: data.reference.n_cols() as i64,
         embedding_dim: config.embedding_dim,
         context_dim: 64,
         n_classes: data.labels.classes().len() as i64,
     };
-    let net = CellPredXNet::new(&vs.root(), shape);
-    let mut prototypes = prototype_variable(&vs, shape)?;
+    // Initialised on the CPU and then moved, so that a seed gives the same start on any device.
+    let (mut vs, net, mut prototypes) = seeded(config.seed, || -> Result<_> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = CellPredXNet::new(&vs.root(), shape);
+        let prototypes = prototype_variable(&vs, shape)?;
+        Ok((vs, net, prototypes))
+    })?;
     vs.set_device(device);
     let mut optimizer = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false }
         .build(&vs, config.learning_rate)?;
