@@ -29,11 +29,11 @@ check: setup
 	@scripts/check-log target/check/CellPredX.Rcheck/00check.log
 
 # The benchmark against the peers (bench/run.R: CellPredX x 3 seeds, Seurat, SingleR, CellTypist
-# on P1-P6 in one run, ~45 min on 2 cores), the scale benchmark (bench/scale.R: 9,190, 100,000 and
-# 200,000 query cells, ~15 min), the thread timings and determinant genes, then the report
-# (bench/REPORT.md, bench/report/*.png, README's "How it compares"). Estimated ~70 min on 2 cores.
-# BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min more: over the
-# 90-minute budget, hence off by default). BENCH_ARGS go to bench/run.R, e.g. BENCH_ARGS="--pairs P1,P5".
+# on P1-P6 in one run, ~31 min on 2 cores), the scale benchmark (bench/scale.R: 9,190, 100,000 and
+# 200,000 query cells, ~4 min), the thread timings and determinant genes, then the report
+# (bench/REPORT.md, bench/report/*.png, README's "How it compares"): 38 min in all on the 2-core VM
+# (2026-11-25). BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min
+# more), off by default to stay well inside the 90-minute budget. BENCH_ARGS go to bench/run.R, e.g. BENCH_ARGS="--pairs P1,P5".
 BENCH_ABLATION ?= 0
 bench: setup bench-cli
 	@$(WITH_ENV) Rscript bench/threads.R
