@@ -28,16 +28,10 @@ annotation_of <- function(object, call = rlang::caller_env()) {
 
 # The true labels of an annotated object's cells: a vector, or a metadata / colData column name.
 true_labels <- function(object, truth, n, call) {
-  if (is.character(truth) && length(truth) == 1 && n != 1) {
-    meta <- if (inherits(object, "Seurat")) object[[]]
-            else if (methods::is(object, "SingleCellExperiment")) as.data.frame(SummarizedExperiment::colData(object))
-            else NULL
-    if (!truth %in% names(meta)) {
-      cli::cli_abort("{.arg truth}: {.arg object} has no metadata column {.val {truth}}; give the column name or one label per cell.",
-                     call = call, class = "cellpredx_error")
-    }
-    truth <- meta[[truth]]
-  }
+  meta <- if (inherits(object, "Seurat")) object[[]]
+          else if (methods::is(object, "SingleCellExperiment")) as.data.frame(SummarizedExperiment::colData(object))
+          else NULL
+  truth <- metadata_labels(truth, meta, n, arg = "truth", owner = "the object", call = call)
   if (length(truth) != n) {
     cli::cli_abort("{.arg truth} has {length(truth)} value{?s} for {n} cell{?s}.", call = call, class = "cellpredx_error")
   }

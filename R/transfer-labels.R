@@ -400,18 +400,20 @@ sce_counts <- function(object, assay, arg, call) {
   check_feature_matrix(SummarizedExperiment::assay(object, assay), arg = arg, call = call)
 }
 
-# Labels from a column name of `meta`, a vector, or the default (Seurat identities).
-metadata_labels <- function(labels, meta, n, default = NULL, call) {
+# Labels from a column name of `meta` (the metadata of `owner`, n cells), a vector, or the
+# default (Seurat identities); `arg` names the argument in errors.
+metadata_labels <- function(labels, meta, n, default = NULL, arg = "ref.labels", owner = "the reference", call) {
   if (is.null(labels)) {
     if (is.null(default)) {
-      cli::cli_abort("{.arg ref.labels} is missing.", call = call, class = "cellpredx_error")
+      cli::cli_abort("{.arg {arg}} is missing.", call = call, class = "cellpredx_error")
     }
     return(default)
   }
   if (is.character(labels) && length(labels) == 1 && n != 1) {
     if (!labels %in% names(meta)) {
-      cli::cli_abort(c("The reference has no metadata column {.val {labels}}.",
-                       i = "Its columns are {.val {names(meta)}}."), call = call, class = "cellpredx_error")
+      cli::cli_abort(c("{.arg {arg}}: {owner} has no metadata column {.val {labels}}.",
+                       i = "Its columns are {.val {names(meta)}}; give a column name or one label per cell."),
+                     call = call, class = "cellpredx_error")
     }
     return(meta[[labels]])
   }

@@ -30,6 +30,7 @@ test_that("EvaluateLabels scores shared types, collapses with a map and scores n
   expect_true(o$oscr >= 0 && o$oscr <= 1)
 
   expect_error(EvaluateLabels(res, truth[-1]), "truth", class = "cellpredx_error")
+  expect_error(EvaluateLabels(res, "cell_type"), "`truth`: the object has no metadata column", class = "cellpredx_error")
   expect_error(EvaluateLabels(res, truth, map = c("a", "b")), "map", class = "cellpredx_error")
   expect_error(EvaluateLabels(res, rep("Martian", length(truth))), "nothing to score", class = "cellpredx_error")
   expect_error(EvaluateLabels(list(), truth), "object", class = "cellpredx_error")

@@ -1,20 +1,20 @@
 //! Scores of a transfer against known labels, for R/evaluate.R.
 
+use crate::convert::strings_from_r;
 use crate::errors::{guard, r_err};
 use cellpredx::metrics;
 use extendr_api::prelude::*;
 
-/// Accuracy, macro-F1 and per-type figures of `best` against `truth` over the types in `classes`;
-/// AUROC and OSCR of `doubt` when the truth has types outside `classes` (NULL otherwise).
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Accuracy, macro-F1 and per-type figures of `best` against `truth` over the types in `classes`;
+/// AUROC and OSCR of `doubt` when the truth has types outside `classes` (NULL otherwise).
 #[extendr]
 fn evaluate_labels_(truth: Strings, best: Strings, classes: Strings, doubt: Vec<f64>) -> extendr_api::Result<List> {
     guard("evaluate_labels_", || {
-        let strings = |s: &Strings| s.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-        let (truth, best, classes) = (strings(&truth), strings(&best), strings(&classes));
+        let (truth, best, classes) = (strings_from_r(&truth), strings_from_r(&best), strings_from_r(&classes));
         let e = metrics::evaluate(&refs(&truth), &refs(&best), &refs(&classes), &doubt).map_err(r_err)?;
         let per = &e.scores.per_class;
         Ok(list!(

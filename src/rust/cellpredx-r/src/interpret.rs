@@ -1,6 +1,6 @@
 //! Determinant features of a fitted model's predictions (Integrated Gradients), for R/interpret.R.
 
-use crate::convert::csr_from_r;
+use crate::convert::{csr_from_r, strings_from_r};
 use crate::errors::{guard, r_err};
 use crate::model::model_of;
 use crate::progress::RProgress;
@@ -30,7 +30,7 @@ fn model_interpret_(
     guard("model_interpret_", || {
         let model = model_of(&handle)?;
         let matrix = csr_from_r(&cells, "newdata")?;
-        let features: Vec<String> = features.iter().map(|s| s.to_string()).collect();
+        let features = strings_from_r(&features);
         let config = IntegratedGradientsConfig {
             steps: steps.max(0) as usize,
             baseline: match baseline {

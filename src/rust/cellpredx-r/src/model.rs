@@ -1,6 +1,6 @@
 //! Fitted models kept in R: predict new cells, save, load.
 
-use crate::convert::csr_from_r;
+use crate::convert::{csr_from_r, strings_from_r};
 use crate::errors::{guard, r_err};
 use crate::progress::RProgress;
 use crate::transfer::predictions_to_r;
@@ -26,7 +26,7 @@ fn model_predict_(handle: Robj, cells: Robj, features: Strings, progress: Nullab
     guard("model_predict_", || {
         let model = model_of(&handle)?;
         let matrix = csr_from_r(&cells, "newdata")?;
-        let features: Vec<String> = features.iter().map(|s| s.to_string()).collect();
+        let features = strings_from_r(&features);
         let predictions = model.predict(Side { matrix: &matrix, features: &features }, &mut RProgress::new(progress)).map_err(r_err)?;
         Ok(predictions_to_r(&predictions))
     })

@@ -2,7 +2,7 @@
 //! Settings travel as JSON so that every field of the core's `TransferConfig` can be set from R
 //! by name without a line of glue per field.
 
-use crate::convert::{csr_from_r, labels_from_r};
+use crate::convert::{csr_from_r, labels_from_r, strings_from_r};
 use crate::errors::{guard, r_err};
 use crate::progress::RProgress;
 use cellpredx::runtime::DeviceChoice;
@@ -42,10 +42,6 @@ fn config_from(scenario: Scenario, overrides: &str) -> extendr_api::Result<Trans
     serde_json::from_value(config).map_err(|e| Error::Other(format!("a setting has the wrong type: {e}")))
 }
 
-fn features(x: Strings) -> Vec<String> {
-    x.iter().map(|s| s.to_string()).collect()
-}
-
 /// Probabilities (classes x cells), embedding (cells x dimensions) and open-set scores.
 pub fn predictions_to_r(p: &Predictions) -> List {
     let (cells, classes) = p.probabilities.dim();
@@ -83,7 +79,7 @@ fn transfer_(
         let reference = csr_from_r(&reference, "ref")?;
         let query = csr_from_r(&query, "query")?;
         let labels = labels_from_r(&labels, "ref.labels")?;
-        let (reference_features, query_features) = (features(reference_features), features(query_features));
+        let (reference_features, query_features) = (strings_from_r(&reference_features), strings_from_r(&query_features));
         let embedding = match query_embedding {
             Nullable::NotNull(e) => {
                 let (rows, cols, data) = (e.nrows(), e.ncols(), e.data());

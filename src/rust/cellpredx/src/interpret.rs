@@ -239,7 +239,7 @@ impl TrainedModel {
             };
             let explained = probabilities.f_gather(2, &targets.f_view([1, c, 1])?.f_expand([points as i64, c, 1], false)?, false)?.f_squeeze_dim(2)?;
             explained.f_sum(Kind::Float)?.backward();
-            let (attribution, top_values, top_features) = tch::no_grad(|| -> Result<_> {
+            let (top_values, top_features) = tch::no_grad(|| -> Result<_> {
                 let mean_gradient = path.grad().f_mul(&quadrature)?.f_sum_dim_intlist(&[0i64][..], false, Kind::Float)?;
                 let input_gradient = match config.path_space {
                     PathSpace::Embedding => mean_gradient.f_mm(&weight)?,
@@ -252,9 +252,8 @@ impl TrainedModel {
                 let change = explained.f_select(0, points as i64 - 1)?.f_sub(&explained.f_select(0, 0)?)?;
                 out.prediction_change.extend(host_values(&change)?);
                 out.attribution_sum.extend(host_values(&attribution.f_sum_dim_intlist(&[1i64][..], false, Kind::Float)?)?);
-                Ok((attribution, host_values(&top_values)?, Vec::<i64>::try_from(&top_features.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?))
+                Ok((host_values(&top_values)?, Vec::<i64>::try_from(&top_features.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?))
             })?;
-            drop(attribution);
             let targets = Vec::<i64>::try_from(&targets.f_to_device(tch::Device::Cpu)?)?;
             for (i, &target) in targets.iter().enumerate() {
                 let class = target as usize;
