@@ -6,8 +6,9 @@
 #' has (each cell's most probable type is scored, with no threshold, as peers
 #' are usually compared), per-type recall, precision and F1, and, when the
 #' query holds types the reference lacks, how well the open-set score
-#' (`novelty`: 1 - cosine similarity of a cell's embedding to the nearest
-#' type's mean reference embedding) separates those cells: AUROC and OSCR.
+#' (`novelty`: a cell's distance to the nearest reference cells in the
+#' embedding, averaged over its neighbourhood in the query) separates those
+#' cells: AUROC and OSCR.
 #'
 #' @param object A [TransferLabels()] result, or the Seurat /
 #'   SingleCellExperiment query it annotated.

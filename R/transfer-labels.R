@@ -37,7 +37,10 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #'   frame, one row per query cell: `predicted.id`, `prediction.score.max`,
 #'   `best.type`, `log.doubt` = ln(1 - max probability), `prototype.similarity`
 #'   = cosine similarity to the nearest type's mean reference embedding,
-#'   `novelty` = 1 - prototype.similarity, the open-set score [EvaluateLabels()] uses),
+#'   `reference.distance` = mean distance in the embedding to the 10 nearest
+#'   reference cells, and `novelty`, the open-set score [EvaluateLabels()] uses:
+#'   `reference.distance` averaged over each cell's neighbourhood in the query,
+#'   higher for cells of types the reference lacks),
 #'   `probabilities` (types x cells), `embedding` (cells x 64), `history` (every
 #'   loss at every step), the settings used, `determinants` (with
 #'   `interpret = TRUE`, see [DeterminantGenes()]) and `model`, a `CellPredXModel`
@@ -166,6 +169,7 @@ prediction_result <- function(raw, cells, threshold) {
     best.type = best_type,
     log.doubt = raw$log_doubt,
     prototype.similarity = raw$prototype_similarity,
+    reference.distance = raw$reference_distance,
     novelty = raw$novelty,
     row.names = cells, stringsAsFactors = FALSE
   )
@@ -341,7 +345,7 @@ result_record <- function(result, prefix, query) {
   list(model = result$model, prefix = prefix, query = query, determinants = result$determinants,
        history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
-       open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity", "novelty")],
+       open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity", "reference.distance", "novelty")],
        normalization = result$normalization, scaled = result$scaled, stop = result$stop,
        device = result$device, seconds = result$seconds,
        version = as.character(utils::packageVersion("CellPredX")))

@@ -26,7 +26,8 @@ pub struct EvaluateArgs {
     #[arg(long)]
     map: Option<PathBuf>,
     /// The column of open-set scores (higher = more likely a type the reference lacks) that AUROC
-    /// and OSCR rank cells by; `transfer` writes `novelty` (1 − prototype similarity) and `log_doubt`.
+    /// and OSCR rank cells by; `transfer` writes
+    /// `novelty` (the default), `reference_distance` and `log_doubt`.
     #[arg(long, default_value = "novelty")]
     score: String,
     /// Print one JSON object instead of text.

@@ -229,8 +229,10 @@ fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, th
     create_dir(out)?;
     let labels_out = predictions.labels(threshold);
     let best = predictions.best();
-    let novelty = predictions.novelty();
-    let mut header = vec!["cell".to_string(), "label".into(), "best_type".into(), "confidence".into(), "log_doubt".into(), "prototype_similarity".into(), "novelty".into()];
+    let mut header = vec!["cell", "label", "best_type", "confidence", "log_doubt", "prototype_similarity", "reference_distance", "novelty"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     header.extend(predictions.classes.iter().map(|c| format!("p:{c}")));
     let rows = cells.iter().enumerate().map(|(i, cell)| {
         let mut row = vec![
@@ -240,7 +242,8 @@ fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, th
             float(best[i].1),
             float(predictions.log_doubt[i]),
             float(predictions.prototype_similarity[i]),
-            float(novelty[i]),
+            float(predictions.reference_distance[i]),
+            float(predictions.novelty[i]),
         ];
         row.extend(predictions.probabilities.row(i).iter().map(|&p| float(p)));
         row

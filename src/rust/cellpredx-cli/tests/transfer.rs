@@ -66,8 +66,8 @@ fn transfer_writes_what_evaluate_scores() {
 
     let predictions = std::fs::read_to_string(out.join("predictions.tsv")).unwrap();
     let header: Vec<&str> = predictions.lines().next().unwrap().split('\t').collect();
-    assert_eq!(&header[..7], ["cell", "label", "best_type", "confidence", "log_doubt", "prototype_similarity", "novelty"]);
-    assert_eq!(header[7..].len(), 4, "one probability column per reference type: {header:?}");
+    assert_eq!(&header[..8], ["cell", "label", "best_type", "confidence", "log_doubt", "prototype_similarity", "reference_distance", "novelty"]);
+    assert_eq!(header[8..].len(), 4, "one probability column per reference type: {header:?}");
     assert_eq!(predictions.lines().count(), 1 + 501);
     let embedding = std::fs::read_to_string(out.join("embedding.tsv")).unwrap();
     assert_eq!(embedding.lines().count(), 1 + 501);

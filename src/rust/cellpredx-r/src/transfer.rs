@@ -51,7 +51,8 @@ pub fn predictions_to_r(p: &Predictions) -> List {
         embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64),
         log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-        novelty = p.novelty().iter().map(|&v| v as f64).collect::<Vec<_>>()
+        reference_distance = p.reference_distance.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        novelty = p.novelty.iter().map(|&v| v as f64).collect::<Vec<_>>()
     )
 }
 

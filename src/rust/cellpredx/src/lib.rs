@@ -13,6 +13,7 @@ pub mod labels;
 pub mod losses;
 pub mod metrics;
 pub mod model;
+pub mod open_set;
 pub mod predict;
 pub mod preprocess;
 pub mod progress;

@@ -7,7 +7,8 @@ use crate::error::Result;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-/// Layer sizes of the network.
+/// Sizes of what a model file holds: the network's layers and the reference sample kept for
+/// the open-set score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkShape {
     pub input_dim: i64,
@@ -15,11 +16,15 @@ pub struct NetworkShape {
     /// Width of the attention network's context unit.
     pub context_dim: i64,
     pub n_classes: i64,
+    /// Reference cells whose embeddings are kept (`open_set::reference_sample_rows`).
+    pub reference_cells: i64,
 }
 
 impl NetworkShape {
+    /// The default layer sizes for `input_dim` features and `n_classes` types, with no reference
+    /// sample (training sets it).
     pub fn new(input_dim: i64, n_classes: i64) -> Self {
-        NetworkShape { input_dim, embedding_dim: 64, context_dim: 64, n_classes }
+        NetworkShape { input_dim, embedding_dim: 64, context_dim: 64, n_classes, reference_cells: 0 }
     }
 }
 

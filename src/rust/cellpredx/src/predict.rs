@@ -1,9 +1,10 @@
 //! Prediction (METHOD.md, "Prediction"): the query alone through the frozen encoder and
 //! classifier, in chunks of cells, so that memory grows with the output (cells × types and
-//! cells × embedding), never with cells × features.
+//! cells × embedding), never with cells × features; then the open-set score (`open_set`).
 
 use crate::error::{CellPredXError, Result};
 use crate::losses::unit_rows;
+use crate::open_set::{diffuse_over_neighbours, reference_distance};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::sparse::CsrMatrix;
 use crate::train::{host_values, Encoder, TrainedModel};
@@ -31,6 +32,12 @@ pub struct Predictions {
     /// Cosine similarity of each cell's embedding to the nearest class prototype (the mean
     /// reference embedding of a type): low for cells unlike every reference type.
     pub prototype_similarity: Vec<f32>,
+    /// Mean distance in the embedding to the nearest reference cells (`open_set`).
+    pub reference_distance: Vec<f32>,
+    /// The open-set score: `reference_distance` diffused over the cells' neighbour graph
+    /// (higher = more likely a type the reference lacks). On the open-set benchmark pairs it
+    /// separates the novel types best of the scores here (bench/NOTES.md).
+    pub novelty: Vec<f32>,
 }
 
 impl Predictions {
@@ -43,13 +50,6 @@ impl Predictions {
                 row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
             })
             .collect()
-    }
-
-    /// The open-set score: 1 − prototype similarity, higher for cells unlike every reference
-    /// type. On the open-set benchmark pairs it separates novel types better than ln(1 − max p)
-    /// (bench/NOTES.md).
-    pub fn novelty(&self) -> Vec<f32> {
-        self.prototype_similarity.iter().map(|s| 1.0 - s).collect()
     }
 
     /// Each cell's label: the most probable class when its probability reaches `threshold`,
@@ -80,11 +80,12 @@ impl TrainedModel {
         let mut embedding = Vec::with_capacity(n * width);
         let mut log_doubt = Vec::with_capacity(n);
         let mut prototype_similarity = Vec::with_capacity(n);
+        let mut distance = Vec::with_capacity(n);
         let prototypes = unit_rows(&self.prototypes)?;
         let encoder = Encoder::new(&self.net, self.compute)?;
         let rows: Vec<usize> = (0..n).collect();
         for chunk in rows.chunks(CELLS_PER_CHUNK) {
-            let (p, z, doubt, similarity) = tch::no_grad(|| -> Result<_> {
+            let (p, z, doubt, similarity, nearest) = tch::no_grad(|| -> Result<_> {
                 let z = encoder.encode(query, chunk.to_vec(), false)?.z;
                 let logits = self.net.classify(&z);
                 let p = logits.f_softmax(-1, Kind::Float)?;
@@ -92,21 +93,27 @@ impl TrainedModel {
                 let others = logits.f_scatter_value(1, &best, f64::NEG_INFINITY)?;
                 let doubt = others.f_logsumexp(&[1i64][..], false)?.f_sub(&logits.f_logsumexp(&[1i64][..], false)?)?;
                 let similarity = unit_rows(&z)?.f_mm(&prototypes.f_tr()?)?.f_amax(&[1i64][..], false)?;
-                Ok((host_values(&p)?, host_values(&z)?, host_values(&doubt)?, host_values(&similarity)?))
+                let nearest = reference_distance(&z, &self.reference_sample)?;
+                Ok((host_values(&p)?, host_values(&z)?, host_values(&doubt)?, host_values(&similarity)?, host_values(&nearest)?))
             })?;
             probabilities.extend(p);
             embedding.extend(z);
             log_doubt.extend(doubt);
             prototype_similarity.extend(similarity);
+            distance.extend(nearest);
             progress.report(&ProgressEvent { stage: "prediction", done: chunk[chunk.len() - 1] + 1, total: n, metrics: &[] })?;
         }
         let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
+        let embedding = Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?;
+        let novelty = diffuse_over_neighbours(&distance, embedding.view(), progress)?;
         Ok(Predictions {
             classes: self.classes.clone(),
             probabilities: Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?,
-            embedding: Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?,
+            embedding,
             log_doubt,
             prototype_similarity,
+            reference_distance: distance,
+            novelty,
         })
     }
 }
@@ -128,6 +135,8 @@ mod tests {
             embedding: Array2::zeros((3, 2)),
             log_doubt: vec![0.03f32.ln(), 0.4f32.ln(), 0.02f32.ln()],
             prototype_similarity: vec![0.9, 0.5, 0.8],
+            reference_distance: vec![0.1, 0.3, 0.2],
+            novelty: vec![0.1, 0.3, 0.2],
         };
         assert_eq!(p.labels(0.95), ["a", UNKNOWN, "b"]);
         assert_eq!(p.labels(0.5), ["a", "b", "b"]);

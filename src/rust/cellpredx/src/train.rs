@@ -9,6 +9,7 @@ use crate::graph::KnnGraph;
 use crate::labels::Labels;
 use crate::losses::{self, CenterWeighting};
 use crate::model::{CellPredXNet, NetworkShape};
+use crate::open_set::reference_sample_rows;
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::rng::{EpochSampler, SplitMix64, WeightedSampler};
 use crate::sparse::CsrMatrix;
@@ -298,6 +299,9 @@ pub struct TrainedModel {
     /// Mean reference embedding of each class under the final weights (classes × embedding);
     /// a variable of `vs`, so that it is saved with the weights.
     pub(crate) prototypes: Tensor,
+    /// Embeddings of the reference sample under the final weights (`open_set`), also a variable
+    /// of `vs`.
+    pub(crate) reference_sample: Tensor,
 }
 
 impl TrainedModel {
@@ -305,7 +309,7 @@ impl TrainedModel {
         self.net.shape
     }
 
-    /// Writes the weights (and prototypes) to a safetensors file.
+    /// Writes the weights, prototypes and reference sample to a safetensors file.
     pub fn save_weights(&self, path: &std::path::Path) -> Result<()> {
         self.vs.save(path).map_err(|e| CellPredXError::invalid(format!("cannot write {}: {}", path.display(), CellPredXError::from(e))))
     }
@@ -321,7 +325,7 @@ impl TrainedModel {
     ) -> Result<Self> {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let net = CellPredXNet::new(&vs.root(), shape);
-        let prototypes = prototype_variable(&vs, shape)?;
+        let (prototypes, reference_sample) = summary_variables(&vs, shape)?;
         vs.load(path).map_err(|e| {
             CellPredXError::invalid(format!(
                 "{} is missing, truncated or not the weights of this model: {}",
@@ -330,7 +334,7 @@ impl TrainedModel {
             ))
         })?;
         vs.set_device(compute.device);
-        Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes })
+        Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes, reference_sample })
     }
 
     /// The class centers of the sparse center loss (classes × embedding), once it has run.
@@ -541,9 +545,22 @@ fn class_codes(labels: &Labels, rows: &[usize], device: Device) -> Result<Tensor
     Ok(Tensor::f_from_slice(&codes)?.f_to_device(device)?)
 }
 
-/// The prototypes' place in the variable store (not trained; filled after training).
-pub(crate) fn prototype_variable(vs: &nn::VarStore, shape: NetworkShape) -> Result<Tensor> {
-    Ok(vs.root().f_zeros_no_train("prototypes", &[shape.n_classes, shape.embedding_dim])?)
+/// The places of the prototypes and of the reference sample's embeddings in the variable store
+/// (not trained; filled after training).
+pub(crate) fn summary_variables(vs: &nn::VarStore, shape: NetworkShape) -> Result<(Tensor, Tensor)> {
+    let root = vs.root();
+    Ok((
+        root.f_zeros_no_train("prototypes", &[shape.n_classes, shape.embedding_dim])?,
+        root.f_zeros_no_train("reference_sample", &[shape.reference_cells, shape.embedding_dim])?,
+    ))
+}
+
+/// Embeddings of the reference rows `rows`.
+fn reference_embeddings(encoder: &Encoder<'_>, data: &TrainingData<'_>, rows: &[usize]) -> Result<Tensor> {
+    tch::no_grad(|| {
+        let chunks = rows.chunks(4096).map(|chunk| Ok(encoder.encode(data.reference, chunk.to_vec(), false)?.z)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_cat(&chunks, 0)?)
+    })
 }
 
 /// Mean reference embedding of each class: where the centers start when the center loss begins.
@@ -581,18 +598,20 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
     data.validate()?;
     config.validate()?;
     let device = compute.device;
+    let sample_rows = reference_sample_rows(data.reference.n_rows(), config.seed);
     let shape = NetworkShape {
         input_dim: data.reference.n_cols() as i64,
         embedding_dim: config.embedding_dim,
         context_dim: 64,
         n_classes: data.labels.classes().len() as i64,
+        reference_cells: sample_rows.len() as i64,
     };
     // Initialised on the CPU and then moved, so that a seed gives the same start on any device.
-    let (mut vs, net, mut prototypes) = seeded(config.seed, || -> Result<_> {
+    let (mut vs, net, mut prototypes, mut reference_sample) = seeded(config.seed, || -> Result<_> {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = CellPredXNet::new(&vs.root(), shape);
-        let prototypes = prototype_variable(&vs, shape)?;
-        Ok((vs, net, prototypes))
+        let (prototypes, reference_sample) = summary_variables(&vs, shape)?;
+        Ok((vs, net, prototypes, reference_sample))
     })?;
     vs.set_device(device);
     let mut optimizer = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false }
@@ -714,9 +733,15 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         }
     }
     average.install(&vs)?;
-    let means = class_means(&Encoder::new(&net, compute)?, data, device)?;
-    tch::no_grad(|| prototypes.f_copy_(&means))?;
-    Ok(TrainedModel { vs, net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers, prototypes })
+    let encoder = Encoder::new(&net, compute)?;
+    let means = class_means(&encoder, data, device)?;
+    let sample = reference_embeddings(&encoder, data, &sample_rows)?;
+    tch::no_grad(|| -> Result<()> {
+        prototypes.f_copy_(&means)?;
+        reference_sample.f_copy_(&sample)?;
+        Ok(())
+    })?;
+    Ok(TrainedModel { vs, net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers, prototypes, reference_sample })
 }
 
 /// The cells of the center loss: all reference cells with their labels, and the query cells of

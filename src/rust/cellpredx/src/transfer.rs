@@ -170,7 +170,7 @@ pub struct ModelDescription {
     pub stop: StopReason,
 }
 
-const MODEL_FORMAT: u32 = 1;
+const MODEL_FORMAT: u32 = 2;
 const WEIGHTS_FILE: &str = "model.safetensors";
 const DESCRIPTION_FILE: &str = "model.json";
 
