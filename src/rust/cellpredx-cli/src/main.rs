@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod evaluate;
+mod interpret;
 mod transfer;
 
 #[derive(Parser)]
@@ -31,6 +32,8 @@ enum Command {
     Transfer(transfer::TransferArgs),
     /// Annotate cells with a model saved by `transfer --save-model`.
     Predict(transfer::PredictArgs),
+    /// Determinant features of a saved model's predictions (Integrated Gradients).
+    Interpret(interpret::InterpretArgs),
     /// Score predictions against the query's true labels (accuracy, macro-F1, AUROC, OSCR).
     Evaluate(evaluate::EvaluateArgs),
     /// Time training steps of the network on random minibatches (milliseconds per step).
@@ -78,6 +81,7 @@ fn run(cli: Cli) -> cellpredx::Result<()> {
         Command::Transfer(args) => transfer::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Predict(args) => transfer::predict(args),
+        Command::Interpret(args) => interpret::run(args),
         Command::BenchStep { features, batch, classes, steps, device } => {
             let device = device.parse::<DeviceChoice>()?.resolve()?;
             let shape = NetworkShape::new(features, classes);

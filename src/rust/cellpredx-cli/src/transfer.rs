@@ -182,9 +182,15 @@ impl TransferArgs {
 }
 
 /// Progress on standard error, about once a second.
-struct Console {
+pub(crate) struct Console {
     quiet: bool,
     last: Option<Instant>,
+}
+
+impl Console {
+    pub(crate) fn new(quiet: bool) -> Self {
+        Console { quiet, last: None }
+    }
 }
 
 impl ProgressSink for Console {
@@ -205,7 +211,7 @@ fn read_cell_list(path: &Path) -> Result<Vec<String>> {
 }
 
 /// The dataset restricted to the cells listed in `list` (in the list's order).
-fn keep_cells(dataset: Dataset, list: Option<&Path>) -> Result<Dataset> {
+pub(crate) fn keep_cells(dataset: Dataset, list: Option<&Path>) -> Result<Dataset> {
     let Some(path) = list else { return Ok(dataset) };
     let wanted = read_cell_list(path)?;
     let position: HashMap<&str, usize> = dataset.cells.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
@@ -264,6 +270,11 @@ fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("cannot create {}", path.display()), e))
 }
 
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CellPredXError::invalid(e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))
+}
+
 /// Peak resident memory of this process so far, in MB (Linux; `None` elsewhere).
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -272,7 +283,7 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn float(v: f32) -> String {
+pub(crate) fn float(v: f32) -> String {
     format!("{v:.6}")
 }
 
@@ -308,7 +319,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
     ));
 
     let fit_started = Instant::now();
-    let mut console = Console { quiet: args.quiet, last: None };
+    let mut console = Console::new(args.quiet);
     let result = transfer::transfer(
         Side { matrix: &reference.matrix, features: &reference.features },
         &labels,
@@ -357,12 +368,10 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "unknown_cells": labels_out.iter().filter(|l| **l == cellpredx::predict::UNKNOWN).count(),
         "config": config,
     });
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| CellPredXError::invalid(e.to_string()))?;
     if let Some(dir) = &args.save_model {
         result.model.save(dir)?;
     }
-    let path = args.out.join("run.json");
-    std::fs::write(&path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))?;
+    write_json(&args.out.join("run.json"), &summary)?;
     say(format!(
         "done in {:.1} s (fit + predict {:.1} s, {} steps, stop: {:?}); results in {}",
         started.elapsed().as_secs_f64(),
@@ -382,6 +391,6 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         return Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {threshold}")));
     }
     let query = keep_cells(io::read_dataset(&args.query)?, args.query_cells.as_deref())?;
-    let predictions = model.predict(Side { matrix: &query.matrix, features: &query.features }, &mut Console { quiet: true, last: None })?;
+    let predictions = model.predict(Side { matrix: &query.matrix, features: &query.features }, &mut Console::new(true))?;
     write_predictions(&args.out, &query.cells, &predictions, threshold)
 }

@@ -159,6 +159,21 @@ fn a_saved_model_annotates_the_query_again() {
     assert!(model.join("model.json").is_file() && model.join("model.safetensors").is_file());
     assert_ok(&cellpredx(&["predict", "--model", s(&model), "--query", s(&pancreas.join("wang")), "--out", s(&second), "--device", "cpu"]));
     assert_eq!(std::fs::read(first.join("predictions.tsv")).unwrap(), std::fs::read(second.join("predictions.tsv")).unwrap());
+    let explained = root.join("interpret");
+    assert_ok(&cellpredx(&["--threads", "2", "interpret", "--model", s(&model), "--query", s(&pancreas.join("wang")), "--out", s(&explained), "--device", "cpu", "--quiet", "--top", "20", "--per-type", "5"]));
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(explained.join("interpret.json")).unwrap()).unwrap();
+    assert_eq!(summary["cells"], 501);
+    assert!(summary["completeness_relative_gap"].as_f64().unwrap() < 0.01, "{summary}");
+    let determinants = std::fs::read_to_string(explained.join("determinants.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = determinants.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    // Five per predicted type and ranking, ranks 1..=5, features from the model.
+    assert!(!rows.is_empty() && rows.len() % 5 == 0, "{} rows", rows.len());
+    assert!(rows.iter().all(|r| r.len() == 6 && (1..=5).contains(&r[2].parse::<usize>().unwrap())));
+    assert!(rows.iter().any(|r| r[1] == "frequency") && rows.iter().any(|r| r[1] == "mean_attribution"));
+    let per_cell = std::fs::read_to_string(explained.join("cell_top.tsv")).unwrap();
+    assert!(per_cell.lines().count() > 501 && per_cell.lines().count() <= 1 + 501 * 20);
+    let bad = one_line_error(&cellpredx(&["interpret", "--model", s(&model), "--query", s(&pancreas.join("wang")), "--out", s(&explained), "--path-space", "sideways"]));
+    assert!(bad.contains("--path-space"), "{bad}");
     let missing = one_line_error(&cellpredx(&["predict", "--model", s(&root.join("nope")), "--query", s(&pancreas.join("wang")), "--out", s(&second)]));
     assert!(missing.contains("cannot read the model description"), "{missing}");
     let _ = std::fs::remove_dir_all(&root);
