@@ -242,7 +242,10 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'
 #' @param scenario One of `"rna_atac_matched"`, `"rna_atac_unmatched"`,
 #'   `"atac_atac"`, `"rna_rna"`.
-#' @return A list with `preprocess` and `training` settings and `threshold`.
+#' @return A list with `preprocess` and `training` settings, `threshold` and
+#'   `smoothing` (the share of each cell's type probabilities taken from its
+#'   neighbours in the embedding, in each of three rounds; 0.5 for the RNA to
+#'   ATAC scenarios, 0 otherwise).
 #' @examples
 #' str(CellPredXPresets("rna_rna")$training)
 #' @export

@@ -104,6 +104,7 @@ test_that("bad input gets a clear error naming the argument", {
   expect_error(go(), "cannot tell")
   expect_error(go(scenario = "rna_rna", settings = list(max_stepz = 10)), "unknown setting `max_stepz`")
   expect_error(go(scenario = "rna_rna", settings = list(max_steps = "many")), "wrong type")
+  expect_error(go(scenario = "rna_rna", settings = list(smoothing = 1)), "smoothing must be at least 0 and below 1")
   expect_error(go(ref = "counts", scenario = "rna_rna"), "dgCMatrix")
   if (!CellPredXInfo()$cuda_available) {
     expect_error(rna(device = "cuda"), "sees no CUDA device")
@@ -114,6 +115,8 @@ test_that("presets list every setting", {
   preset <- CellPredXPresets("atac_atac")
   expect_equal(preset$training$max_steps, 1000)
   expect_equal(preset$preprocess$graph_reduction, "lsi")
+  expect_equal(preset$smoothing, 0)
+  expect_equal(CellPredXPresets("rna_atac_matched")$smoothing, 0.5)
   expect_error(CellPredXPresets("peaks"), "must be one of")
 })
 

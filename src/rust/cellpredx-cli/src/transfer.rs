@@ -54,6 +54,10 @@ pub struct TransferArgs {
     /// Confidence below which a cell is called "Unknown".
     #[arg(long)]
     threshold: Option<f64>,
+    /// Share of each cell's class probabilities taken from its neighbours in the embedding
+    /// (0 = none; default: the scenario's, 0.5 for RNA → ATAC, else 0).
+    #[arg(long)]
+    smoothing: Option<f64>,
     /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
     #[arg(long)]
     normalization: Option<String>,
@@ -163,6 +167,7 @@ impl TransferArgs {
         set(&mut t.projection_weight, self.projection_weight);
         set(&mut t.l1_weight, self.l1_weight);
         set(&mut config.threshold, self.threshold);
+        set(&mut config.smoothing, self.smoothing);
         t.max_steps = self.max_steps.unwrap_or(t.max_steps);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         set(&mut t.center_warmup, self.center_warmup);

@@ -1,10 +1,13 @@
 //! Prediction (METHOD.md, "Prediction"): the query alone through the frozen encoder and
 //! classifier, in chunks of cells, so that memory grows with the output (cells × types and
-//! cells × embedding), never with cells × features; then the open-set score (`open_set`).
+//! cells × embedding), never with cells × features. Then, on the cells' neighbour graph in the
+//! embedding, the open-set score (`open_set`) and, where the settings ask for it, the smoothing of
+//! each cell's probabilities with its neighbours'.
 
 use crate::error::{CellPredXError, Result};
 use crate::losses::unit_rows;
-use crate::open_set::{diffuse_over_neighbours, reference_distance};
+use crate::graph::{diffuse, knn_graph, Metric};
+use crate::open_set::{self, reference_distance};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::sparse::CsrMatrix;
 use crate::train::{host_values, Encoder, TrainedModel};
@@ -19,6 +22,12 @@ pub const DEFAULT_THRESHOLD: f64 = 0.95;
 
 const CELLS_PER_CHUNK: usize = 4096;
 
+/// Neighbours per cell in the embedding graph of the predicted cells.
+pub const EMBEDDING_NEIGHBOURS: usize = 10;
+
+/// Rounds of probability smoothing: each mixes in the neighbours' current probabilities.
+pub const SMOOTHING_STEPS: usize = 3;
+
 #[derive(Debug, Clone)]
 pub struct Predictions {
     pub classes: Vec<String>,
@@ -26,8 +35,8 @@ pub struct Predictions {
     pub probabilities: Array2<f32>,
     /// cells × embedding dimensions.
     pub embedding: Array2<f32>,
-    /// ln(1 − max p) per cell, computed from the logits so that it keeps ranking cells whose
-    /// confidence rounds to 1: the open-set score (higher = more likely a type the reference lacks).
+    /// ln(1 − max p) of the classifier (before any smoothing) per cell, computed from the logits
+    /// so that it keeps ranking cells whose confidence rounds to 1.
     pub log_doubt: Vec<f32>,
     /// Cosine similarity of each cell's embedding to the nearest class prototype (the mean
     /// reference embedding of a type): low for cells unlike every reference type.
@@ -62,9 +71,21 @@ impl Predictions {
     }
 }
 
+/// Smoothing is a share: at least 0 (none) and below 1 (a cell's own prediction must count).
+pub fn check_smoothing(smoothing: f64) -> Result<()> {
+    if (0.0..1.0).contains(&smoothing) {
+        Ok(())
+    } else {
+        Err(CellPredXError::invalid(format!("smoothing must be at least 0 and below 1, not {smoothing}")))
+    }
+}
+
 impl TrainedModel {
     /// Probabilities and embeddings of `query`, whose columns must be the training features.
-    pub fn predict(&self, query: &CsrMatrix, progress: &mut dyn ProgressSink) -> Result<Predictions> {
+    /// With `smoothing` s > 0, each cell's probabilities become (1 − s) × its own + s × its
+    /// neighbours' mean, `SMOOTHING_STEPS` times (a random walk with restart 1 − s).
+    pub fn predict(&self, query: &CsrMatrix, smoothing: f64, progress: &mut dyn ProgressSink) -> Result<Predictions> {
+        check_smoothing(smoothing)?;
         let shape = self.shape();
         if query.n_cols() as i64 != shape.input_dim {
             return Err(CellPredXError::DimensionMismatch {
@@ -105,10 +126,15 @@ impl TrainedModel {
         }
         let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
         let embedding = Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?;
-        let novelty = diffuse_over_neighbours(&distance, embedding.view(), progress)?;
+        let neighbours = if n > 1 { Some(knn_graph(embedding.view(), EMBEDDING_NEIGHBOURS.min(n - 1), Metric::Cosine, progress)?.neighbours) } else { None };
+        let novelty = open_set::novelty(&distance, neighbours.as_ref());
+        let mut probabilities = Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?;
+        if let (Some(graph), true) = (&neighbours, smoothing > 0.0) {
+            probabilities = diffuse(probabilities.view(), graph, (1.0 - smoothing) as f32, SMOOTHING_STEPS);
+        }
         Ok(Predictions {
             classes: self.classes.clone(),
-            probabilities: Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?,
+            probabilities,
             embedding,
             log_doubt,
             prototype_similarity,
@@ -149,7 +175,7 @@ mod tests {
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
         let model = train(&data, &small_config(60), Compute::on(Device::Cpu), &mut Silent).unwrap();
-        let predictions = model.predict(&query, &mut Silent).unwrap();
+        let predictions = model.predict(&query, 0.0, &mut Silent).unwrap();
         assert_eq!(predictions.probabilities.dim(), (90, 2));
         assert_eq!(predictions.embedding.dim(), (90, 64));
         for row in predictions.probabilities.rows() {
@@ -165,9 +191,21 @@ mod tests {
                 assert!((doubt.exp() - (1.0 - max)).abs() < 1e-4, "max p {max}, ln(1 - max p) {doubt}");
             }
         }
-        let again = model.predict(&query, &mut Silent).unwrap();
+        let again = model.predict(&query, 0.0, &mut Silent).unwrap();
         assert_eq!(predictions.probabilities, again.probabilities);
-        let err = model.predict(&CsrMatrix::try_new(1, 3, vec![0, 0], vec![], vec![]).unwrap(), &mut Silent).unwrap_err();
+
+        // Smoothing mixes in the neighbours' probabilities: rows still sum to 1, the open-set
+        // score and the embedding are untouched, and it follows the graph's random walk.
+        let smoothed = model.predict(&query, 0.5, &mut Silent).unwrap();
+        assert_eq!(smoothed.embedding, predictions.embedding);
+        assert_eq!(smoothed.novelty, predictions.novelty);
+        let graph = knn_graph(predictions.embedding.view(), EMBEDDING_NEIGHBOURS, Metric::Cosine, &mut Silent).unwrap();
+        let expected = diffuse(predictions.probabilities.view(), &graph.neighbours, 0.5, SMOOTHING_STEPS);
+        assert!(smoothed.probabilities.iter().zip(expected.iter()).all(|(a, b)| (a - b).abs() < 1e-6));
+        assert!(smoothed.probabilities.rows().into_iter().all(|row| (row.sum() - 1.0).abs() < 1e-5));
+        assert_ne!(smoothed.probabilities, predictions.probabilities);
+        assert!(model.predict(&query, 1.0, &mut Silent).is_err());
+        let err = model.predict(&CsrMatrix::try_new(1, 3, vec![0, 0], vec![], vec![]).unwrap(), 0.0, &mut Silent).unwrap_err();
         assert_eq!(err.to_string(), "features of the cells to predict: expected 120, got 3");
     }
 }
