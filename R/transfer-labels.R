@@ -149,6 +149,7 @@ transfer_result <- function(raw, cells, threshold, scenario, seconds) {
   result$settings <- jsonlite::fromJSON(raw$settings)
   result$normalization <- jsonlite::fromJSON(raw$normalization)
   result$scaled <- raw$scaled
+  result$smoothing <- raw$smoothing
   result$stop <- jsonlite::fromJSON(raw$stop)
   result$device <- raw$device
   result$seconds <- seconds
@@ -243,9 +244,10 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #' @param scenario One of `"rna_atac_matched"`, `"rna_atac_unmatched"`,
 #'   `"atac_atac"`, `"rna_rna"`.
 #' @return A list with `preprocess` and `training` settings, `threshold` and
-#'   `smoothing` (the share of each cell's type probabilities taken from its
-#'   neighbours in the embedding, in each of three rounds; 0.5 for the RNA to
-#'   ATAC scenarios, 0 otherwise).
+#'   `smoothing`: the share of each cell's type probabilities taken from its
+#'   neighbours in the embedding, in each of three rounds; `NULL` (automatic)
+#'   gives 0.5 for the RNA to ATAC scenarios and for panels of at most 500
+#'   features (e.g. proteins), 0 otherwise.
 #' @examples
 #' str(CellPredXPresets("rna_rna")$training)
 #' @export
@@ -349,7 +351,7 @@ result_record <- function(result, prefix, query) {
        history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
        open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity", "reference.distance", "novelty")],
-       normalization = result$normalization, scaled = result$scaled, stop = result$stop,
+       normalization = result$normalization, scaled = result$scaled, smoothing = result$smoothing, stop = result$stop,
        device = result$device, seconds = result$seconds,
        version = as.character(utils::packageVersion("CellPredX")))
 }

@@ -55,7 +55,7 @@ pub struct TransferArgs {
     #[arg(long)]
     threshold: Option<f64>,
     /// Share of each cell's class probabilities taken from its neighbours in the embedding
-    /// (0 = none; default: the scenario's, 0.5 for RNA → ATAC, else 0).
+    /// (0 = none; default: 0.5 for RNA → ATAC and for panels of at most 500 features, else 0).
     #[arg(long)]
     smoothing: Option<f64>,
     /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
@@ -167,7 +167,7 @@ impl TransferArgs {
         set(&mut t.projection_weight, self.projection_weight);
         set(&mut t.l1_weight, self.l1_weight);
         set(&mut config.threshold, self.threshold);
-        set(&mut config.smoothing, self.smoothing);
+        config.smoothing = self.smoothing.or(config.smoothing);
         t.max_steps = self.max_steps.unwrap_or(t.max_steps);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         set(&mut t.center_warmup, self.center_warmup);
@@ -362,6 +362,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "classes": result.predictions.classes,
         "normalization": result.normalization,
         "scaled": result.model.description.scale,
+        "smoothing": result.model.description.smoothing,
         "steps": result.model.network.history.len(),
         "stop": result.model.network.stop,
         "device": format!("{device:?}"),

@@ -119,6 +119,7 @@ fn transfer_(
             features = result.model.description.features.clone(),
             normalization = serde_json::to_string(&result.normalization).map_err(json_error)?,
             scaled = result.model.description.scale,
+            smoothing = result.model.description.smoothing,
             history = history,
             stop = serde_json::to_string(&result.model.network.stop).map_err(json_error)?,
             settings = resolved,
