@@ -2,32 +2,20 @@
 //! Gradients, as `DeterminantGenes()` in R), for users outside R and for timing on machines
 //! without R.
 
-use crate::transfer::{float, keep_cells, peak_rss_mb, write_json, Console};
+use crate::transfer::{float, peak_rss_mb, write_json, Console, SavedModelArgs};
 use cellpredx::interpret::{IntegratedGradientsConfig, PathSpace, Ranking, DEFAULT_CELL_FEATURES, DEFAULT_STEPS};
 use cellpredx::io;
-use cellpredx::runtime::{self, DeviceChoice};
-use cellpredx::train::Compute;
-use cellpredx::transfer::{Side, TransferModel};
+use cellpredx::runtime;
+use cellpredx::transfer::Side;
 use cellpredx::{CellPredXError, Result};
 use clap::Args;
 use serde_json::json;
-use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args)]
 pub struct InterpretArgs {
-    /// A model directory written by `cellpredx transfer --save-model`.
-    #[arg(long)]
-    model: PathBuf,
-    /// The cells to explain, in any format `transfer` reads.
-    #[arg(long)]
-    query: PathBuf,
-    /// Keep only these cells: a file with one cell name per line.
-    #[arg(long)]
-    query_cells: Option<PathBuf>,
-    /// Output directory (created if missing).
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    input: SavedModelArgs,
     /// Steps along the path from the baseline (zero) to each cell.
     #[arg(long, default_value_t = DEFAULT_STEPS)]
     steps: usize,
@@ -43,9 +31,6 @@ pub struct InterpretArgs {
     /// embedding (exact for this network, fast) or input (the textbook path through the inputs).
     #[arg(long, default_value = "embedding")]
     path_space: String,
-    /// auto, cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    device: String,
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
@@ -61,9 +46,7 @@ pub fn run(args: InterpretArgs) -> Result<()> {
         "input" => PathSpace::Input,
         other => return Err(CellPredXError::invalid(format!("--path-space must be embedding or input, not \"{other}\""))),
     };
-    let device = args.device.parse::<DeviceChoice>()?.resolve()?;
-    let model = TransferModel::load(&args.model, Compute::on(device))?;
-    let cells = keep_cells(io::read_dataset(&args.query)?, args.query_cells.as_deref())?;
+    let (model, cells, device) = args.input.load()?;
     let config = IntegratedGradientsConfig {
         steps: args.steps,
         cell_features: args.top,
@@ -75,7 +58,7 @@ pub fn run(args: InterpretArgs) -> Result<()> {
     let attributions = model.interpret(Side { matrix: &cells.matrix, features: &cells.features }, &config, &mut Console::new(args.quiet))?;
     let ig_seconds = ig_started.elapsed().as_secs_f64();
 
-    std::fs::create_dir_all(&args.out).map_err(|e| CellPredXError::io(format!("cannot create {}", args.out.display()), e))?;
+    std::fs::create_dir_all(&args.input.out).map_err(|e| CellPredXError::io(format!("cannot create {}", args.input.out.display()), e))?;
     let features = &model.description.features;
     let classes = &attributions.classes;
     let mut rows = Vec::new();
@@ -84,12 +67,12 @@ pub fn run(args: InterpretArgs) -> Result<()> {
             vec![classes[d.class].clone(), name.to_string(), d.rank.to_string(), features[d.feature as usize].clone(), float(d.frequency), float(d.mean_attribution)]
         }));
     }
-    io::write_table(&args.out.join("determinants.tsv"), &["type", "ranking", "rank", "feature", "frequency", "mean_attribution"], rows.into_iter())?;
+    io::write_table(&args.input.out.join("determinants.tsv"), &["type", "ranking", "rank", "feature", "frequency", "mean_attribution"], rows.into_iter())?;
     let rows = attributions.cell_top.iter().enumerate().flat_map(|(i, top)| {
         let (cell, class) = (&cells.cells[i], &classes[attributions.targets[i]]);
         top.iter().enumerate().map(move |(r, &(f, v))| vec![cell.clone(), class.clone(), (r + 1).to_string(), features[f as usize].clone(), float(v)])
     });
-    io::write_table(&args.out.join("cell_top.tsv"), &["cell", "type", "rank", "feature", "attribution"], rows)?;
+    io::write_table(&args.input.out.join("cell_top.tsv"), &["cell", "type", "rank", "feature", "attribution"], rows)?;
 
     // Completeness: each cell's attributions add up to f(x) − f(baseline); the gap over all cells
     // relative to the total change.
@@ -105,22 +88,22 @@ pub fn run(args: InterpretArgs) -> Result<()> {
         "steps": args.steps,
         "path_space": args.path_space,
         "cells_per_pass": args.cells_per_pass,
-        "device": format!("{device:?}"),
+        "device": device,
         "threads": runtime::threads(),
         "ig_seconds": ig_seconds,
         "seconds": started.elapsed().as_secs_f64(),
         "peak_rss_mb": peak_rss_mb(),
         "completeness_relative_gap": completeness_gap,
     });
-    write_json(&args.out.join("interpret.json"), &summary)?;
+    write_json(&args.input.out.join("interpret.json"), &summary)?;
     if !args.quiet {
         eprintln!(
-            "cellpredx interpret: {} cells x {} features x {} steps in {ig_seconds:.2} s on {device:?}; attributions add up to the change in probability within {:.2} %; results in {}",
+            "cellpredx interpret: {} cells x {} features x {} steps in {ig_seconds:.2} s on {device}; attributions add up to the change in probability within {:.2} %; results in {}",
             cells.cells.len(),
             features.len(),
             args.steps,
             100.0 * completeness_gap,
-            args.out.display()
+            args.input.out.display()
         );
     }
     Ok(())

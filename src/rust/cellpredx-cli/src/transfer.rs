@@ -115,25 +115,43 @@ pub struct TransferArgs {
     save_model: Option<PathBuf>,
 }
 
+/// What `predict` and `interpret` start from: a saved model and the cells to run it on.
 #[derive(Args)]
-pub struct PredictArgs {
+pub struct SavedModelArgs {
     /// A model directory written by `cellpredx transfer --save-model`.
     #[arg(long)]
     model: PathBuf,
-    /// Cells to annotate, in any format `transfer` reads.
+    /// The cells, in any format `transfer` reads.
     #[arg(long)]
     query: PathBuf,
     /// Keep only these cells: a file with one cell name per line.
     #[arg(long)]
     query_cells: Option<PathBuf>,
+    /// Output directory (created if missing).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl SavedModelArgs {
+    /// The model on the chosen device, the cells, and the device's name.
+    pub fn load(&self) -> Result<(TransferModel, Dataset, String)> {
+        let device = self.device.parse::<DeviceChoice>()?.resolve()?;
+        let model = TransferModel::load(&self.model, Compute::on(device))?;
+        let cells = keep_cells(io::read_dataset(&self.query)?, self.query_cells.as_deref())?;
+        Ok((model, cells, format!("{device:?}")))
+    }
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    input: SavedModelArgs,
     /// Confidence below which a cell is called "Unknown" (default: the model's).
     #[arg(long)]
     threshold: Option<f64>,
-    /// auto, cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    device: String,
 }
 
 impl TransferArgs {
@@ -390,13 +408,11 @@ pub fn run(args: TransferArgs) -> Result<()> {
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let device = args.device.parse::<DeviceChoice>()?.resolve()?;
-    let model = TransferModel::load(&args.model, Compute::on(device))?;
+    let (model, query, _) = args.input.load()?;
     let threshold = args.threshold.unwrap_or(model.description.threshold);
     if !(0.0..=1.0).contains(&threshold) {
         return Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {threshold}")));
     }
-    let query = keep_cells(io::read_dataset(&args.query)?, args.query_cells.as_deref())?;
     let predictions = model.predict(Side { matrix: &query.matrix, features: &query.features }, &mut Console::new(true))?;
-    write_predictions(&args.out, &query.cells, &predictions, threshold)
+    write_predictions(&args.input.out, &query.cells, &predictions, threshold)
 }
