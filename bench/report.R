@@ -1,10 +1,10 @@
-# Turns the newest bench/results/<date>-<host>.tsv (written by bench/run.R) into bench/REPORT.md,
+# Turns the bench/results/<date>-<host>.tsv files (written by bench/run.R) of the newest file's host into bench/REPORT.md,
 # PNG plots under bench/report/ and the "How it compares" section of README.md (between
 # <!-- compare:start --> and <!-- compare:end -->). Adds the newest scale-<date>-<host>.tsv
 # (bench/scale.R) when there is one. Nothing in the report is typed by hand.
 #
-# When the file holds several runs (e.g. bench-quick after a full bench the same day), each
-# pair and tool is taken from the newest run that has it.
+# Of the runs in those files (e.g. a partial re-run after a full bench, the same day or later),
+# each pair and tool is taken from the newest run that has it.
 #
 # Usage: Rscript bench/report.R [--results FILE] [--scale FILE]
 
@@ -24,7 +24,13 @@ report_md <- file.path(root, "bench", "REPORT.md")
 plot_dir <- file.path(root, "bench", "report")
 dir.create(plot_dir, showWarnings = FALSE)
 
-rows <- utils::read.delim(results_file, stringsAsFactors = FALSE, check.names = FALSE, na.strings = "NA")
+host_files <- if (is.null(option("results", NULL))) {
+  host <- sub("^[0-9]{4}-[0-9]{2}-[0-9]{2}-", "", basename(results_file))
+  list.files(results_dir, pattern = paste0("^[0-9]{4}-[0-9]{2}-[0-9]{2}-", gsub(".", "\\.", host, fixed = TRUE), "$"), full.names = TRUE)
+} else {
+  results_file
+}
+rows <- do.call(rbind, lapply(host_files, utils::read.delim, stringsAsFactors = FALSE, check.names = FALSE, na.strings = "NA"))
 # Each pair and tool from the newest run that has it.
 latest <- stats::ave(rows$run_id, rows$pair, rows$tool, FUN = function(x) max(x))
 rows <- rows[rows$run_id == latest, ]
