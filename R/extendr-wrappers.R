@@ -6,6 +6,8 @@ sparse_roundtrip_ <- function(x) .Call(wrap__sparse_roundtrip_, x)
 # Encodes labels and returns the codes (1-based) and classes: the label bridge's own check.
 labels_roundtrip_ <- function(x) .Call(wrap__labels_roundtrip_, x)
 
+# Accuracy, macro-F1 and per-type figures of `best` against `truth` over the types in `classes`;
+# AUROC and OSCR of `doubt` when the truth has types outside `classes` (NULL otherwise).
 evaluate_labels_ <- function(truth, best, classes, doubt) .Call(wrap__evaluate_labels_, truth, best, classes, doubt)
 
 # Reads a gene annotation file (the shipped TSV, GTF or GFF3; plain or gzip) into columns.
@@ -34,6 +36,14 @@ model_save_ <- function(handle, path) .Call(wrap__model_save_, handle, path)
 
 # A saved model and its description (JSON).
 model_load_ <- function(path, device) .Call(wrap__model_load_, path, device)
+
+# The dataset at `path`: its matrix (the slots of a features x cells dgCMatrix), feature names
+# and cell names.
+read_dataset_ <- function(path) .Call(wrap__read_dataset_, path)
+
+# Column `column` of the cell metadata at `path` (a metadata.tsv, a dataset directory or an
+# .h5ad's obs), in the order of `cells`.
+read_cell_labels_ <- function(path, column, cells) .Call(wrap__read_cell_labels_, path, column, cells)
 
 # What this build runs on, for CellPredXInfo().
 runtime_info_ <- function() .Call(wrap__runtime_info_)

@@ -32,6 +32,15 @@ check_feature_matrix <- function(x, arg = rlang::caller_arg(x), call = rlang::ca
   ), call = call, class = "cellpredx_error")
 }
 
+# NULL, or a character vector without missing values.
+check_name_vector <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
+  if (!is.null(x) && (!is.character(x) || anyNA(x))) {
+    cli::cli_abort("{.arg {arg}} must be a character vector of names, not {.obj_type_friendly {x}}.",
+                   call = call, class = "cellpredx_error")
+  }
+  invisible(x)
+}
+
 check_threshold <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
   if (!is.numeric(x) || length(x) != 1 || is.na(x) || x < 0 || x > 1) {
     cli::cli_abort("{.arg {arg}} must be one number between 0 and 1, not {.val {x}}.", call = call, class = "cellpredx_error")

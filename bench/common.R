@@ -50,21 +50,10 @@ check_pairs <- function(wanted) {
   wanted
 }
 
-# A dataset directory as a features x cells dgCMatrix (restricted to `cells` if given, in that
-# order) with its metadata rows in the same order.
-read_dataset <- function(dir, cells = NULL) {
-  counts <- Matrix::readMM(gzfile(file.path(dir, "matrix.mtx.gz")))
-  counts <- methods::as(methods::as(counts, "CsparseMatrix"), "generalMatrix")
-  dimnames(counts) <- list(readLines(file.path(dir, "features.tsv")), readLines(file.path(dir, "barcodes.tsv")))
-  if (!is.null(cells)) counts <- counts[, cells]
-  meta <- read_metadata(dir)
-  list(counts = counts, meta = meta[match(colnames(counts), meta$cell_id), , drop = FALSE])
-}
-
-# Both sides of a pair, read into R.
+# Both sides of a pair, read into R (counts restricted to the pair's cells, with their metadata).
 read_pair <- function(id) {
   pair <- bench_pairs[[id]]
-  list(ref = read_dataset(pair$ref, pair$ref_cells), query = read_dataset(pair$query, pair$query_cells))
+  list(ref = CellPredX::ReadCellData(pair$ref, pair$ref_cells), query = CellPredX::ReadCellData(pair$query, pair$query_cells))
 }
 
 # The peak resident memory of this R process so far, in MB (Linux).

@@ -66,13 +66,7 @@ if (!dir.exists(snare)) {
 }
 
 cli::cli_h2("2. Full P1 pair: SNARE-seq RNA -> gene activity of the same 9,190 cells")
-read_counts <- function(modality) {
-  dir <- file.path(snare, modality)
-  m <- Matrix::readMM(gzfile(file.path(dir, "matrix.mtx.gz")))
-  m <- methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix")
-  dimnames(m) <- list(readLines(file.path(dir, "features.tsv")), readLines(file.path(dir, "barcodes.tsv")))
-  m
-}
+read_counts <- function(modality) ReadCellData(file.path(snare, modality))$counts
 meta <- utils::read.delim(file.path(snare, "rna", "metadata.tsv"), stringsAsFactors = FALSE, row.names = "cell_id")
 cells <- rownames(meta)[meta$cell_type != "Mis"]
 ref <- CreateSeuratObject(read_counts("rna")[, cells], meta.data = meta[cells, c("cell_type", "batch")])

@@ -5,15 +5,7 @@
 # in proportion to their type with at least 14 of each. Query: the 800 FACS-sorted PBMCs of
 # Garnett's test data (10x v1, sorted B / CD4 T / CD8 T populations), on the reference's genes.
 data_dir <- Sys.getenv("CELLPREDX_DATA", file.path(dirname(normalizePath(".")), "shared", "data"))
-read_dataset <- function(dir) {
-  dir <- file.path(data_dir, dir)
-  if (!dir.exists(dir)) stop("data not found at ", dir, "; set CELLPREDX_DATA")
-  m <- Matrix::readMM(gzfile(file.path(dir, "matrix.mtx.gz")))
-  m <- methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix")
-  dimnames(m) <- list(readLines(file.path(dir, "features.tsv")), readLines(file.path(dir, "barcodes.tsv")))
-  meta <- utils::read.delim(file.path(dir, "metadata.tsv"), stringsAsFactors = FALSE)
-  list(counts = m, meta = meta[match(colnames(m), meta$cell_id), , drop = FALSE])
-}
+read_dataset <- function(dir) CellPredX::ReadCellData(file.path(data_dir, dir))
 ref <- read_dataset("pbmc3k_seurat/rna")
 query <- read_dataset("garnett_pbmc_facs_800/rna")
 

@@ -10,13 +10,7 @@ data_dir <- Sys.getenv("CELLPREDX_DATA", file.path(dirname(normalizePath(".")), 
 snare <- file.path(data_dir, "snareseq_mouse_cortex")
 if (!dir.exists(snare)) stop("SNARE-seq data not found at ", snare, "; set CELLPREDX_DATA")
 
-read_counts <- function(modality) {
-  dir <- file.path(snare, modality)
-  m <- Matrix::readMM(gzfile(file.path(dir, "matrix.mtx.gz")))
-  m <- methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix")
-  dimnames(m) <- list(readLines(file.path(dir, "features.tsv")), readLines(file.path(dir, "barcodes.tsv")))
-  m
-}
+read_counts <- function(modality) CellPredX::ReadCellData(file.path(snare, modality))$counts
 meta <- utils::read.delim(file.path(snare, "rna", "metadata.tsv"), stringsAsFactors = FALSE)
 meta <- meta[meta$cell_type != "Mis", ]
 early <- meta$batch %in% c("09A", "09B", "09C", "09D", "09E", "09F")

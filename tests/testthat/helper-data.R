@@ -14,15 +14,8 @@ skip_without_data <- function(dataset) {
   }
 }
 
-# A MatrixMarket dataset directory as a features x cells dgCMatrix with its metadata.
-read_shared <- function(dataset) {
-  dir <- file.path(shared_data_dir(), dataset)
-  m <- Matrix::readMM(gzfile(file.path(dir, "matrix.mtx.gz")))
-  m <- methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix")
-  dimnames(m) <- list(readLines(file.path(dir, "features.tsv")), readLines(file.path(dir, "barcodes.tsv")))
-  meta <- utils::read.delim(file.path(dir, "metadata.tsv"), stringsAsFactors = FALSE)
-  list(counts = m, meta = meta[match(colnames(m), meta$cell_id), , drop = FALSE])
-}
+# A shared dataset as a features x cells dgCMatrix (`counts`) with its metadata (`meta`).
+read_shared <- function(dataset) ReadCellData(file.path(shared_data_dir(), dataset))
 
 # PBMC 3k (reference, 9 types) and Garnett's FACS-sorted PBMCs (query), subsampled: small enough
 # for a few seconds of training.

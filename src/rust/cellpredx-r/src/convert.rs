@@ -48,12 +48,12 @@ pub fn csr_from_r(x: &Robj, arg: &str) -> extendr_api::Result<CsrMatrix> {
     dense.map_err(|e| Error::Other(format!("`{arg}`: {e}")))
 }
 
-/// Cells x features back to R as the slots of a features x cells `dgCMatrix`.
 /// A character vector (feature names, labels) as Rust strings.
 pub fn strings_from_r(x: &Strings) -> Vec<String> {
     x.iter().map(|s| s.to_string()).collect()
 }
 
+/// Cells x features back to R as the slots of a features x cells `dgCMatrix`.
 pub fn csr_to_r(m: &CsrMatrix) -> extendr_api::Result<List> {
     let to_i32 = |v: usize| {
         i32::try_from(v).map_err(|_| Error::Other(format!("{v} is too large for an R sparse matrix")))

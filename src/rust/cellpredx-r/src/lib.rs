@@ -12,6 +12,7 @@ mod graph;
 mod interpret;
 mod model;
 mod progress;
+mod read_data;
 mod runtime;
 mod transfer;
 
@@ -23,6 +24,7 @@ extendr_module! {
     use graph;
     use interpret;
     use model;
+    use read_data;
     use runtime;
     use transfer;
 }
