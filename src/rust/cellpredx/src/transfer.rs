@@ -265,15 +265,18 @@ impl TransferModel {
     pub fn load(dir: &Path, compute: Compute) -> Result<Self> {
         let path = dir.join(DESCRIPTION_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| CellPredXError::io(format!("cannot read the model description {}", path.display()), e))?;
-        let description: ModelDescription = serde_json::from_str(&text)
-            .map_err(|e| CellPredXError::invalid(format!("{} is not a CellPredX model description: {e}", path.display())))?;
-        if description.format != MODEL_FORMAT {
+        let not_a_description = |e: serde_json::Error| CellPredXError::invalid(format!("{} is not a CellPredX model description: {e}", path.display()));
+        // The format first: another format's description need not parse as this one's.
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_description)?;
+        let format = value.get("format").and_then(serde_json::Value::as_u64);
+        if format != Some(u64::from(MODEL_FORMAT)) {
             return Err(CellPredXError::invalid(format!(
-                "{} has model format {}, this version reads format {MODEL_FORMAT}; save the model again with this version",
+                "{} has model format {}, and this version of CellPredX reads format {MODEL_FORMAT}; train the model again with this version",
                 path.display(),
-                description.format
+                format.map_or_else(|| "(none)".to_string(), |f| f.to_string())
             )));
         }
+        let description: ModelDescription = serde_json::from_value(value).map_err(not_a_description)?;
         if description.features.len() as i64 != description.shape.input_dim || description.classes.len() as i64 != description.shape.n_classes {
             return Err(CellPredXError::invalid(format!("{}: the features or classes do not match the network's shape", path.display())));
         }
@@ -532,8 +535,13 @@ mod tests {
         let bytes = std::fs::read(&weights).unwrap();
         std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
         assert!(load_error(&dir).contains("missing, truncated or not the weights"), "{}", load_error(&dir));
-        std::fs::write(dir.join(DESCRIPTION_FILE), "{\"format\": 1}").unwrap();
+        std::fs::write(dir.join(DESCRIPTION_FILE), format!("{{\"format\": {MODEL_FORMAT}}}")).unwrap();
         assert!(load_error(&dir).contains("is not a CellPredX model description"));
+        // A model of format 1 (before the reference sample was kept) lacks fields of this one.
+        std::fs::write(dir.join(DESCRIPTION_FILE), "{\"format\": 1, \"scenario\": \"rna_rna\"}").unwrap();
+        assert!(load_error(&dir).contains("has model format 1, and this version of CellPredX reads format 2; train the model again"), "{}", load_error(&dir));
+        std::fs::write(dir.join(DESCRIPTION_FILE), "[1, 2]").unwrap();
+        assert!(load_error(&dir).contains("has model format (none)"), "{}", load_error(&dir));
         let other: Vec<String> = (0..query.n_cols()).map(|i| format!("other{i}")).collect();
         let err = result.model.predict(Side { matrix: &query, features: &other }, &mut Silent).err().unwrap().to_string();
         assert!(err.starts_with("only 0 of the model's 120 features"), "{err}");
