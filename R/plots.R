@@ -44,33 +44,36 @@ true_labels <- function(object, truth, n, call) {
 #' Plot the CellPredX embedding as a UMAP
 #'
 #' Runs UMAP (uwot) on the 64-dimensional embedding of the query and colours
-#' cells by predicted type or by confidence.
+#' cells by predicted type, most probable type, confidence or open-set score.
 #'
 #' @param object A [TransferLabels()] result or the Seurat / SingleCellExperiment
 #'   query it annotated.
-#' @param color.by `"type"` (the predicted label, `"Unknown"` included) or
-#'   `"confidence"` (the highest type probability).
+#' @param color.by `"type"` (the predicted label, `"Unknown"` included),
+#'   `"best.type"` (each cell's most probable type, whatever its confidence),
+#'   `"confidence"` (the highest type probability) or `"novelty"` (the open-set
+#'   score: high for cells unlike the reference).
 #' @param n.neighbors,min.dist UMAP settings.
 #' @param seed Seed of the UMAP layout (the session's random state is left as it was).
 #' @return A ggplot.
 #' @examples
 #' # See vignette("rna-to-atac", package = "CellPredX").
 #' @export
-PlotEmbedding <- function(object, color.by = c("type", "confidence"), n.neighbors = 30, min.dist = 0.3, seed = 0) {
+PlotEmbedding <- function(object, color.by = c("type", "best.type", "confidence", "novelty"), n.neighbors = 30,
+                          min.dist = 0.3, seed = 0) {
   color.by <- rlang::arg_match(color.by)
   annotation <- annotation_of(object)
   layout <- with_seed(seed, uwot::umap(annotation$embedding, n_neighbors = min(n.neighbors, nrow(annotation$embedding) - 1),
                                        min_dist = min.dist, n_threads = 1))
-  data <- data.frame(UMAP_1 = layout[, 1], UMAP_2 = layout[, 2], type = annotation$predictions$predicted.id,
-                     confidence = annotation$predictions$prediction.score.max)
-  colour <- if (color.by == "type") ggplot2::aes(colour = .data$type) else ggplot2::aes(colour = .data$confidence)
-  ggplot2::ggplot(data, ggplot2::aes(.data$UMAP_1, .data$UMAP_2)) +
-    ggplot2::geom_point(colour, size = 0.6, alpha = 0.8) +
-    ggplot2::labs(x = "UMAP 1", y = "UMAP 2", colour = if (color.by == "type") "Predicted type" else "Confidence",
-                  title = "CellPredX embedding") +
+  p <- annotation$predictions
+  value <- switch(color.by, type = p$predicted.id, best.type = p$best.type, confidence = p$prediction.score.max, novelty = p$novelty)
+  legend <- c(type = "Predicted type", best.type = "Most probable type", confidence = "Confidence", novelty = "Novelty")[[color.by]]
+  data <- data.frame(UMAP_1 = layout[, 1], UMAP_2 = layout[, 2], value = value)
+  ggplot2::ggplot(data, ggplot2::aes(.data$UMAP_1, .data$UMAP_2, colour = .data$value)) +
+    ggplot2::geom_point(size = 0.6, alpha = 0.8) +
+    ggplot2::labs(x = "UMAP 1", y = "UMAP 2", colour = legend, title = "CellPredX embedding") +
     ggplot2::theme_minimal() +
-    (if (color.by == "type") ggplot2::guides(colour = ggplot2::guide_legend(override.aes = list(size = 3)))
-     else ggplot2::scale_colour_viridis_c())
+    (if (is.numeric(value)) ggplot2::scale_colour_viridis_c()
+     else ggplot2::guides(colour = ggplot2::guide_legend(override.aes = list(size = 3))))
 }
 
 # Runs `expr` with the random seed `seed` and puts the caller's random state back.

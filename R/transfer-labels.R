@@ -133,6 +133,13 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
       "{scenario}, {nrow(result$history)} steps on {result$device}, {round(result$seconds, 1)} s; ",
       "{round(100 * mean(result$predictions$predicted.id == 'Unknown'), 1)}% Unknown"
     ))
+    if (mean(result$predictions$predicted.id == "Unknown") > 0.5) {
+      cli::cli_alert_info(paste0(
+        "Most cells are below the confidence threshold ({threshold}) and called Unknown; each cell's most ",
+        "probable type is kept as {.field best.type} ({.field predicted.best.type} in objects). ",
+        "Lower {.arg threshold} to call more cells."
+      ))
+    }
   }
   if (interpret) {
     result$determinants <- determinant_genes(result$model, query, n = 50, top = 100, steps = 50, target = NULL,
@@ -265,7 +272,9 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 #' @param layer The layer (Seurat v5) or slot (v4) holding raw counts.
 #' @param prefix Prefix of the metadata columns written into the query.
 #' @details The Seurat method writes metadata columns `<prefix>.id` (the type,
-#'   or `"Unknown"` below `threshold`) and `prediction.score.max`, an assay
+#'   or `"Unknown"` below `threshold`), `<prefix>.best.type` (the most probable
+#'   type, whatever its confidence), `prediction.score.max` and
+#'   `<prefix>.novelty` (the open-set score), an assay
 #'   `prediction.scores.cellpredx` with every type's probability (features are
 #'   types; Seurat turns `_` into `-` in their names), a dimensional reduction
 #'   `cellpredx` (the embedding) and `Misc(query, "CellPredX")`: the model, the
@@ -296,9 +305,10 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
-  p <- result$predictions
-  query[[paste0(prefix, ".id")]] <- p$predicted.id
-  query[["prediction.score.max"]] <- p$prediction.score.max
+  columns <- annotation_columns(result$predictions, prefix)
+  for (column in names(columns)) {
+    query[[column]] <- columns[[column]]
+  }
   scores <- SeuratObject::CreateAssayObject(data = result$probabilities)
   SeuratObject::Key(scores) <- "predictionscorescellpredx_"
   query[["prediction.scores.cellpredx"]] <- scores
@@ -331,9 +341,10 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
-  p <- result$predictions
-  SummarizedExperiment::colData(query)[[paste0(prefix, ".id")]] <- p$predicted.id
-  SummarizedExperiment::colData(query)[["prediction.score.max"]] <- p$prediction.score.max
+  columns <- annotation_columns(result$predictions, prefix)
+  for (column in names(columns)) {
+    SummarizedExperiment::colData(query)[[column]] <- columns[[column]]
+  }
   SingleCellExperiment::reducedDim(query, "CellPredX") <- result$embedding
   if (interpret) {
     SummarizedExperiment::colData(query)[[paste0(prefix, ".determinants")]] <-
@@ -343,6 +354,12 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   record$probabilities <- result$probabilities
   S4Vectors::metadata(query)$CellPredX <- record
   query
+}
+
+# The per-cell columns the object methods write into the query's metadata.
+annotation_columns <- function(predictions, prefix) {
+  stats::setNames(list(predictions$predicted.id, predictions$best.type, predictions$prediction.score.max, predictions$novelty),
+                  c(paste0(prefix, c(".id", ".best.type")), "prediction.score.max", paste0(prefix, ".novelty")))
 }
 
 # What the object methods keep beside the columns: enough to see how the labels were made.

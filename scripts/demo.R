@@ -32,7 +32,7 @@ report <- function(name, query, truth, seconds, determinants = NULL) {
   rds <- file.path(out_dir, paste0(name, "_query.rds"))
   saveRDS(query, rds)
   umap <- file.path(out_dir, paste0(name, "_umap.png"))
-  ggplot2::ggsave(umap, PlotEmbedding(query) + ggplot2::ggtitle(paste("CellPredX embedding:", name)),
+  ggplot2::ggsave(umap, PlotEmbedding(query, color.by = "best.type") + ggplot2::ggtitle(paste("CellPredX embedding:", name)),
                   width = 8, height = 6, dpi = 100)
   confusion <- file.path(out_dir, paste0(name, "_confusion.png"))
   ggplot2::ggsave(confusion, PlotConfusion(query, truth), width = 8, height = 7, dpi = 100)

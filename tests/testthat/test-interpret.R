@@ -119,13 +119,16 @@ test_that("the plots build on real output", {
   skip_without_data("pbmc3k_seurat")
   run <- pbmc_transfer(interpret = TRUE)
   truth <- run$pair$query_meta$cell_type
-  plots <- list(PlotEmbedding(run$res), PlotEmbedding(run$res, color.by = "confidence"), PlotConfidence(run$res),
+  plots <- list(PlotEmbedding(run$res), PlotEmbedding(run$res, color.by = "confidence"), PlotEmbedding(run$res, color.by = "best.type"),
+                PlotEmbedding(run$res, color.by = "novelty"), PlotConfidence(run$res),
                 PlotConfusion(run$res, truth), PlotDeterminants(run$res$determinants, n = 3),
                 PlotDeterminants(run$res$determinants, ranking = "mean_attribution", types = "B"))
   for (p in plots) {
     expect_s3_class(p, "ggplot")
     expect_no_error(ggplot2::ggplot_build(p))
   }
+  expect_identical(plots[[3]]$data$value, run$res$predictions$best.type)
+  expect_identical(plots[[4]]$data$value, run$res$predictions$novelty)
   built <- ggplot2::ggplot_build(PlotConfusion(run$res, truth))
   # One tile per (true, predicted) pair.
   expect_equal(nrow(built$data[[1]]), length(unique(truth)) * length(unique(run$res$predictions$predicted.id)))

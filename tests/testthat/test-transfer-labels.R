@@ -38,7 +38,10 @@ test_that("Seurat objects get the documented columns, assay, reduction and recor
   ref <- objects$ref
   query <- objects$query
   out <- suppressWarnings(TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE))
-  expect_true(all(c("predicted.id", "prediction.score.max") %in% names(out[[]])))
+  expect_true(all(c("predicted.id", "predicted.best.type", "prediction.score.max", "predicted.novelty") %in% names(out[[]])))
+  confident <- out$prediction.score.max >= 0.95
+  expect_identical(out$predicted.id[confident], out$predicted.best.type[confident])
+  expect_true(all(out$predicted.id[!confident] == "Unknown"))
   expect_true("prediction.scores.cellpredx" %in% SeuratObject::Assays(out))
   expect_equal(dim(SeuratObject::Embeddings(out, "cellpredx")), c(100L, 64L))
   record <- SeuratObject::Misc(out, "CellPredX")
@@ -67,7 +70,8 @@ test_that("SingleCellExperiment objects get colData, reducedDim and metadata", {
   ref <- SingleCellExperiment::SingleCellExperiment(list(counts = pair$ref), colData = data.frame(type = pair$ref_meta$cell_type))
   query <- SingleCellExperiment::SingleCellExperiment(list(counts = pair$query))
   out <- TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE)
-  expect_true(all(c("predicted.id", "prediction.score.max") %in% names(SummarizedExperiment::colData(out))))
+  expect_true(all(c("predicted.id", "predicted.best.type", "prediction.score.max", "predicted.novelty") %in%
+                    names(SummarizedExperiment::colData(out))))
   expect_equal(dim(SingleCellExperiment::reducedDim(out, "CellPredX")), c(100L, 64L))
   expect_equal(dim(S4Vectors::metadata(out)$CellPredX$probabilities), c(length(unique(pair$ref_meta$cell_type)), 100L))
 })
