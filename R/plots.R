@@ -18,10 +18,14 @@ annotation_of <- function(object, call = rlang::caller_env()) {
     cli::cli_abort("{.arg object} must be a {.fn TransferLabels} result or an object it annotated, not {.obj_type_friendly {object}}.",
                    call = call, class = "cellpredx_error")
   }
-  predictions <- data.frame(predicted.id = meta[[paste0(record$prefix, ".id")]],
-                            prediction.score.max = meta[["prediction.score.max"]],
-                            best.type = record$open_set$best.type, log.doubt = record$open_set$log.doubt, novelty = record$open_set$novelty,
-                            row.names = rownames(meta), stringsAsFactors = FALSE)
+  # The per-cell columns TransferLabels() wrote, read back from the metadata so that they follow
+  # the object when its cells are subset or reordered.
+  columns <- annotation_column_names(record$prefix)
+  if (!all(columns %in% names(meta))) {
+    cli::cli_abort("{.arg object} lacks the column{?s} {.val {setdiff(columns, names(meta))}} that {.fn TransferLabels} writes; run it again.",
+                   call = call, class = "cellpredx_error")
+  }
+  predictions <- stats::setNames(meta[columns], names(columns))
   list(predictions = predictions, embedding = embedding, classes = record$classes,
        threshold = record$settings$threshold %||% NA_real_)
 }

@@ -305,9 +305,9 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
-  columns <- annotation_columns(result$predictions, prefix)
-  for (column in names(columns)) {
-    query[[column]] <- columns[[column]]
+  columns <- annotation_column_names(prefix)
+  for (field in names(columns)) {
+    query[[columns[[field]]]] <- result$predictions[[field]]
   }
   scores <- SeuratObject::CreateAssayObject(data = result$probabilities)
   SeuratObject::Key(scores) <- "predictionscorescellpredx_"
@@ -341,9 +341,9 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
-  columns <- annotation_columns(result$predictions, prefix)
-  for (column in names(columns)) {
-    SummarizedExperiment::colData(query)[[column]] <- columns[[column]]
+  columns <- annotation_column_names(prefix)
+  for (field in names(columns)) {
+    SummarizedExperiment::colData(query)[[columns[[field]]]] <- result$predictions[[field]]
   }
   SingleCellExperiment::reducedDim(query, "CellPredX") <- result$embedding
   if (interpret) {
@@ -356,10 +356,11 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   query
 }
 
-# The per-cell columns the object methods write into the query's metadata.
-annotation_columns <- function(predictions, prefix) {
-  stats::setNames(list(predictions$predicted.id, predictions$best.type, predictions$prediction.score.max, predictions$novelty),
-                  c(paste0(prefix, c(".id", ".best.type")), "prediction.score.max", paste0(prefix, ".novelty")))
+# Where the object methods write per-cell results into the query's metadata: prediction column ->
+# metadata column.
+annotation_column_names <- function(prefix) {
+  c(predicted.id = paste0(prefix, ".id"), best.type = paste0(prefix, ".best.type"),
+    prediction.score.max = "prediction.score.max", novelty = paste0(prefix, ".novelty"))
 }
 
 # What the object methods keep beside the columns: enough to see how the labels were made.
@@ -367,7 +368,7 @@ result_record <- function(result, prefix, query) {
   list(model = result$model, prefix = prefix, query = query, determinants = result$determinants,
        history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
-       open_set = result$predictions[c("best.type", "log.doubt", "prototype.similarity", "reference.distance", "novelty")],
+       open_set = result$predictions[c("log.doubt", "prototype.similarity", "reference.distance")],
        normalization = result$normalization, scaled = result$scaled, smoothing = result$smoothing, stop = result$stop,
        device = result$device, seconds = result$seconds,
        version = as.character(utils::packageVersion("CellPredX")))

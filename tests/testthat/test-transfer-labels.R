@@ -47,6 +47,12 @@ test_that("Seurat objects get the documented columns, assay, reduction and recor
   record <- SeuratObject::Misc(out, "CellPredX")
   expect_equal(nrow(record$history), 40)
   expect_identical(record$scenario, "rna_rna")
+  # A subset of the annotated cells is evaluated and plotted from its own metadata.
+  keep <- rev(seq_len(ncol(out)))[1:60]
+  part <- out[, keep]
+  scored <- EvaluateLabels(part, pair$query_meta$cell_type[keep], map = c("B" = "B cells"))
+  expect_identical(scored$scored_cells + scored$novel_cells, 60L)
+  expect_identical(PlotEmbedding(part, color.by = "best.type")$data$value, unname(out$predicted.best.type[keep]))
 
   SeuratObject::Idents(ref) <- "type"
   by_idents <- suppressWarnings(TransferLabels(ref, query, scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE, prefix = "cellpredx"))
