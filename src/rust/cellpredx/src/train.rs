@@ -556,29 +556,31 @@ pub(crate) fn summary_variables(vs: &nn::VarStore, shape: NetworkShape) -> Resul
     ))
 }
 
-/// Embeddings of the reference rows `rows`.
-fn reference_embeddings(encoder: &Encoder<'_>, data: &TrainingData<'_>, rows: &[usize]) -> Result<Tensor> {
-    tch::no_grad(|| {
-        let chunks = rows.chunks(4096).map(|chunk| Ok(encoder.encode(data.reference, chunk.to_vec(), false)?.z)).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::f_cat(&chunks, 0)?)
-    })
-}
-
-/// Mean reference embedding of each class: where the centers start when the center loss begins.
-fn class_means(encoder: &Encoder<'_>, data: &TrainingData<'_>, device: Device) -> Result<Tensor> {
+/// In one pass over the reference: the mean embedding of each class (where the centers start
+/// when the center loss begins; the prototypes after training) and the embeddings of the
+/// reference rows `keep` (in increasing order), in that order.
+fn reference_summary(encoder: &Encoder<'_>, data: &TrainingData<'_>, device: Device, keep: &[usize]) -> Result<(Tensor, Tensor)> {
     tch::no_grad(|| {
         let classes = data.labels.classes().len() as i64;
         let width = encoder.net.shape.embedding_dim;
         let mut sums = Tensor::f_zeros([classes, width], (Kind::Float, device))?;
         let mut counts = Tensor::f_zeros([classes], (Kind::Float, device))?;
+        let mut kept = vec![Tensor::f_zeros([0, width], (Kind::Float, device))?];
+        let mut next_kept = 0;
         let rows: Vec<usize> = (0..data.reference.n_rows()).collect();
         for chunk in rows.chunks(4096) {
             let z = encoder.encode(data.reference, chunk.to_vec(), false)?.z;
             let y = class_codes(data.labels, chunk, device)?;
             sums = sums.f_index_add(0, &y, &z)?;
             counts = counts.f_index_add(0, &y, &y.f_ones_like()?.f_to_kind(Kind::Float)?)?;
+            let in_chunk = keep[next_kept..].iter().take_while(|&&row| row <= chunk[chunk.len() - 1]).count();
+            if in_chunk > 0 {
+                let local: Vec<i64> = keep[next_kept..next_kept + in_chunk].iter().map(|&row| (row - chunk[0]) as i64).collect();
+                kept.push(z.f_index_select(0, &Tensor::f_from_slice(&local)?.f_to_device(device)?)?);
+                next_kept += in_chunk;
+            }
         }
-        Ok(sums.f_div(&counts.f_clamp_min(1.0)?.f_unsqueeze(1)?)?)
+        Ok((sums.f_div(&counts.f_clamp_min(1.0)?.f_unsqueeze(1)?)?, Tensor::f_cat(&kept, 0)?))
     })
 }
 
@@ -673,7 +675,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         let mut center_inputs = None;
         let center = if config.center_weight > 0.0 && step > warmup_steps {
             if centers.is_none() {
-                centers = Some(class_means(&encoder, data, device)?);
+                centers = Some(reference_summary(&encoder, data, device, &[])?.0);
             }
             let current = centers.as_ref().map(|c| c.shallow_clone()).unwrap_or_else(|| Tensor::from(0f32));
             let (z, weights, y) = center_batch(&net, &a.z, &labels, &b.z, config.pseudo_label_quantile)?;
@@ -735,8 +737,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
     }
     average.install(&vs)?;
     let encoder = Encoder::new(&net, compute)?;
-    let means = class_means(&encoder, data, device)?;
-    let sample = reference_embeddings(&encoder, data, &sample_rows)?;
+    let (means, sample) = reference_summary(&encoder, data, device, &sample_rows)?;
     tch::no_grad(|| -> Result<()> {
         prototypes.f_copy_(&means)?;
         reference_sample.f_copy_(&sample)?;
@@ -830,6 +831,28 @@ pub(crate) mod tests {
         }
         let max_diff = weights(&sparse).iter().zip(weights(&dense)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max_diff < 1e-4, "encoder weights differ by {max_diff}");
+    }
+
+    #[test]
+    fn one_pass_gives_the_class_means_and_the_kept_rows_across_chunks() {
+        // 9,000 reference cells span three chunks of 4,096; kept rows sit on both sides of each border.
+        let (reference, labels, query) = toy_pair(9_000, 10);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        let net = seeded(0, || CellPredXNet::new(&nn::VarStore::new(Device::Cpu).root(), NetworkShape::new(120, 2)));
+        let encoder = Encoder::new(&net, Compute::on(Device::Cpu)).unwrap();
+        let keep = [0, 3, 4095, 4096, 8191, 8192, 8999];
+        let (means, sample) = reference_summary(&encoder, &data, Device::Cpu, &keep).unwrap();
+        let all = encoder.encode(&reference, (0..9_000).collect(), false).unwrap().z.detach();
+        let direct = all.index_select(0, &Tensor::from_slice(&keep.map(|r| r as i64)));
+        assert!(f64::try_from(sample.f_sub(&direct).unwrap().abs().max()).unwrap() < 1e-5);
+        // Toy cells alternate alpha, beta.
+        for (class, first) in [(0i64, 0i64), (1, 1)] {
+            let rows = Tensor::arange_start_step(first, 9_000, 2, (Kind::Int64, Device::Cpu));
+            let mean = all.index_select(0, &rows).mean_dim(&[0i64][..], false, Kind::Float);
+            assert!(f64::try_from(means.get(class).f_sub(&mean).unwrap().abs().max()).unwrap() < 1e-4);
+        }
+        assert_eq!(reference_summary(&encoder, &data, Device::Cpu, &[]).unwrap().1.size(), [0, 64]);
     }
 
     #[test]
