@@ -197,9 +197,7 @@ impl TransferArgs {
                 other => return Err(CellPredXError::invalid(format!("--center-weighting must be raw or mean_one, not \"{other}\""))),
             };
         }
-        if !(0.0..=1.0).contains(&config.threshold) {
-            return Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {}", config.threshold)));
-        }
+        check_threshold(config.threshold)?;
         Ok(config)
     }
 }
@@ -291,6 +289,15 @@ fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, th
 
 fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("cannot create {}", path.display()), e))
+}
+
+/// A confidence threshold is a probability.
+fn check_threshold(threshold: f64) -> Result<f64> {
+    if (0.0..=1.0).contains(&threshold) {
+        Ok(threshold)
+    } else {
+        Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {threshold}")))
+    }
 }
 
 pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -409,10 +416,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, query, _) = args.input.load()?;
-    let threshold = args.threshold.unwrap_or(model.description.threshold);
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {threshold}")));
-    }
+    let threshold = check_threshold(args.threshold.unwrap_or(model.description.threshold))?;
     let predictions = model.predict(Side { matrix: &query.matrix, features: &query.features }, &mut Console::new(true))?;
     write_predictions(&args.input.out, &query.cells, &predictions, threshold)
 }
