@@ -47,14 +47,14 @@ print.CellPredXModel <- function(x, ...) {
   cat(sprintf("<CellPredXModel> %s: %d features -> %d-dimensional embedding -> %d types\n",
               d$scenario, length(d$features), d$shape$embedding_dim, length(d$classes)))
   cat("  types:", paste(utils::head(d$classes, 12), collapse = ", "), if (length(d$classes) > 12) ", ..." else "", "\n")
-  cat(sprintf("  trained %d steps (%s); Unknown below %.2f; CellPredX %s\n", d$steps, d$stop, d$threshold, d$package_version))
+  cat(sprintf("  trained %s; Unknown below %.2f; CellPredX %s\n", networks_summary(d$networks), d$threshold, d$package_version))
   invisible(x)
 }
 
 #' @export
 summary.CellPredXModel <- function(object, ...) {
   d <- object$description
-  list(scenario = d$scenario, features = length(d$features), types = d$classes, steps = d$steps, stop = d$stop,
+  list(scenario = d$scenario, features = length(d$features), types = d$classes, networks = d$networks,
        normalization = d$normalization, scale = d$scale, threshold = d$threshold, training = d$training)
 }
 

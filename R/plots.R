@@ -47,7 +47,7 @@ true_labels <- function(object, truth, n, call) {
 
 #' Plot the CellPredX embedding as a UMAP
 #'
-#' Runs UMAP (uwot) on the 64-dimensional embedding of the query and colours
+#' Runs UMAP (uwot) on the embedding of the query (64 dimensions per network) and colours
 #' cells by predicted type, most probable type, confidence or open-set score.
 #'
 #' @param object A [TransferLabels()] result or the Seurat / SingleCellExperiment

@@ -24,6 +24,10 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #' @param threshold Confidence (the highest type probability) below which a
 #'   cell is called `"Unknown"`.
 #' @param seed Seed of the run; the same seed gives the same result on a CPU.
+#'   The transfer trains `settings$networks` networks (default 3) with seeds
+#'   `seed`, `seed + 1`, ... and averages their predictions, which makes the
+#'   calls steadier and more accurate than one network's; `settings =
+#'   list(networks = 1)` trains a single network, three times faster.
 #' @param device `"auto"` (a CUDA GPU when libtorch sees one), `"cpu"` or `"cuda"`.
 #' @param threads Compute threads (default: `getOption("cellpredx.threads")`,
 #'   else the number of physical cores).
@@ -41,8 +45,10 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #'   reference cells, and `novelty`, the open-set score [EvaluateLabels()] uses:
 #'   `reference.distance` averaged over each cell's neighbourhood in the query,
 #'   higher for cells of types the reference lacks),
-#'   `probabilities` (types x cells), `embedding` (cells x 64), `history` (every
-#'   loss at every step), the settings used, `determinants` (with
+#'   `probabilities` (types x cells), `embedding` (cells x 64 per network: the
+#'   networks' embeddings side by side), `history` (every loss at every step of
+#'   every network), `networks` (each network's seed, steps and why its
+#'   training stopped), the settings used, `determinants` (with
 #'   `interpret = TRUE`, see [DeterminantGenes()]) and `model`, a `CellPredXModel`
 #'   that annotates further cells with [predict()][predict.CellPredXModel]. For objects, the query with the results written in
 #'   (see the methods).
@@ -130,7 +136,7 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
   if (isTRUE(verbose)) {
     cli::cli_alert_success(paste0(
       "{ncol(query)} query cells, {length(result$classes)} types, {length(result$features)} features, ",
-      "{scenario}, {nrow(result$history)} steps on {result$device}, {round(result$seconds, 1)} s; ",
+      "{scenario}, {networks_summary(result$networks)} on {result$device}, {round(result$seconds, 1)} s; ",
       "{round(100 * mean(result$predictions$predicted.id == 'Unknown'), 1)}% Unknown"
     ))
     if (mean(result$predictions$predicted.id == "Unknown") > 0.5) {
@@ -148,6 +154,14 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
   result
 }
 
+# "3 networks of 1000 steps", "1 network of 1000 steps (center loss converged)", ...
+networks_summary <- function(networks) {
+  steps <- unique(networks$steps)
+  stops <- networks$stop[networks$stop != "max_steps"]
+  sprintf("%d network%s of %s steps%s", nrow(networks), if (nrow(networks) == 1) "" else "s",
+          paste(steps, collapse = "/"), if (length(stops)) sprintf(" (%d stopped early: center loss converged)", length(stops)) else "")
+}
+
 transfer_result <- function(raw, cells, threshold, scenario, seconds) {
   result <- prediction_result(raw$predictions, cells, threshold)
   result$history <- as.data.frame(lapply(raw$history, function(x) vapply(x, function(v) if (is.null(v)) NA_real_ else v, numeric(1))))
@@ -157,7 +171,7 @@ transfer_result <- function(raw, cells, threshold, scenario, seconds) {
   result$normalization <- jsonlite::fromJSON(raw$normalization)
   result$scaled <- raw$scaled
   result$smoothing <- raw$smoothing
-  result$stop <- jsonlite::fromJSON(raw$stop)
+  result$networks <- jsonlite::fromJSON(raw$networks)
   result$device <- raw$device
   result$seconds <- seconds
   result$model <- new_model(raw$model, raw$description)
@@ -191,7 +205,7 @@ prediction_result <- function(raw, cells, threshold) {
 print.CellPredXResult <- function(x, ...) {
   cat(sprintf("<CellPredXResult> %d cells, %d types\n", nrow(x$predictions), length(x$classes)))
   if (!is.null(x$history)) {
-    cat(sprintf("  %d training steps (%s) on %s in %.1f s\n", nrow(x$history), x$stop, x$device, x$seconds))
+    cat(sprintf("  trained %s on %s in %.1f s\n", networks_summary(x$networks), x$device, x$seconds))
   }
   cat(sprintf("  %.1f%% Unknown\n", 100 * mean(x$predictions$predicted.id == "Unknown")))
   counts <- sort(table(x$predictions$predicted.id), decreasing = TRUE)
@@ -254,7 +268,8 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   `smoothing`: the share of each cell's type probabilities taken from its
 #'   neighbours in the embedding, in each of three rounds; `NULL` (automatic)
 #'   gives 0.5 for the RNA to ATAC scenarios and for panels of at most 500
-#'   features (e.g. proteins), 0 otherwise.
+#'   features (e.g. proteins), 0 otherwise; `networks`, how many networks are
+#'   trained (with consecutive seeds) and averaged.
 #' @examples
 #' str(CellPredXPresets("rna_rna")$training)
 #' @export
@@ -369,7 +384,7 @@ result_record <- function(result, prefix, query) {
        history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
        open_set = result$predictions[c("log.doubt", "prototype.similarity", "reference.distance")],
-       normalization = result$normalization, scaled = result$scaled, smoothing = result$smoothing, stop = result$stop,
+       normalization = result$normalization, scaled = result$scaled, smoothing = result$smoothing, networks = result$networks,
        device = result$device, seconds = result$seconds,
        version = as.character(utils::packageVersion("CellPredX")))
 }

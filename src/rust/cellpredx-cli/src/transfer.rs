@@ -58,6 +58,9 @@ pub struct TransferArgs {
     /// (0 = none; default: 0.5 for RNA → ATAC and for panels of at most 500 features, else 0).
     #[arg(long)]
     smoothing: Option<f64>,
+    /// Networks trained with consecutive seeds from --seed, their predictions averaged (default 3; 1 is fastest).
+    #[arg(long)]
+    networks: Option<usize>,
     /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
     #[arg(long)]
     normalization: Option<String>,
@@ -186,6 +189,7 @@ impl TransferArgs {
         set(&mut t.l1_weight, self.l1_weight);
         set(&mut config.threshold, self.threshold);
         config.smoothing = self.smoothing.or(config.smoothing);
+        config.networks = self.networks.unwrap_or(config.networks);
         t.max_steps = self.max_steps.unwrap_or(t.max_steps);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         set(&mut t.center_warmup, self.center_warmup);
@@ -363,9 +367,11 @@ pub fn run(args: TransferArgs) -> Result<()> {
 
     write_predictions(&args.out, &query.cells, &result.predictions, config.threshold)?;
     let labels_out = result.predictions.labels(config.threshold);
-    let header = ["step", "learning_rate", "total", "cross_entropy", "projection", "l1", "alignment", "contrastive", "center"];
-    let rows = result.model.network.history.iter().map(|r| {
+    let header = ["network", "step", "learning_rate", "total", "cross_entropy", "projection", "l1", "alignment", "contrastive", "center"];
+    let members = result.model.ensemble.members();
+    let rows = members.iter().enumerate().flat_map(|(i, m)| m.history.iter().map(move |r| (i + 1, r))).map(|(network, r)| {
         vec![
+            network.to_string(),
             r.step.to_string(),
             format!("{}", r.learning_rate),
             optional(Some(r.total)),
@@ -379,6 +385,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
     });
     io::write_table(&args.out.join("history.tsv"), &header, rows)?;
 
+    let steps: usize = result.model.description.networks.iter().map(|r| r.steps).sum();
     let summary = json!({
         "scenario": config.scenario.name(),
         "reference_cells": reference.cells.len(),
@@ -388,8 +395,8 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "normalization": result.normalization,
         "scaled": result.model.description.scale,
         "smoothing": result.model.description.smoothing,
-        "steps": result.model.network.history.len(),
-        "stop": result.model.network.stop,
+        "steps": steps,
+        "networks": result.model.description.networks,
         "device": format!("{device:?}"),
         "threads": runtime::threads(),
         "read_seconds": read_seconds,
@@ -404,11 +411,11 @@ pub fn run(args: TransferArgs) -> Result<()> {
     }
     write_json(&args.out.join("run.json"), &summary)?;
     say(format!(
-        "done in {:.1} s (fit + predict {:.1} s, {} steps, stop: {:?}); results in {}",
+        "done in {:.1} s (fit + predict {:.1} s, {} network{}, {steps} steps); results in {}",
         started.elapsed().as_secs_f64(),
         fit_seconds,
-        result.model.network.history.len(),
-        result.model.network.stop,
+        members.len(),
+        if members.len() == 1 { "" } else { "s" },
         args.out.display()
     ));
     Ok(())

@@ -71,10 +71,14 @@ fn transfer_writes_what_evaluate_scores() {
     assert_eq!(predictions.lines().count(), 1 + 501);
     let embedding = std::fs::read_to_string(out.join("embedding.tsv")).unwrap();
     assert_eq!(embedding.lines().count(), 1 + 501);
-    assert_eq!(embedding.lines().nth(1).unwrap().split('\t').count(), 1 + 64);
+    // Three networks by default: their embeddings side by side, their histories one after another.
+    assert_eq!(embedding.lines().nth(1).unwrap().split('\t').count(), 1 + 3 * 64);
     let history = std::fs::read_to_string(out.join("history.tsv")).unwrap();
-    assert_eq!(history.lines().count(), 1 + 150);
+    assert_eq!(history.lines().count(), 1 + 3 * 150);
+    assert!(history.starts_with("network\tstep\t") && history.lines().last().unwrap().starts_with("3\t150\t"), "{}", history.lines().last().unwrap());
     let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["steps"], 450);
+    assert_eq!(run["networks"].as_array().unwrap().iter().map(|r| r["seed"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(run["features"], 219);
     assert_eq!(run["scaled"], true);
 
@@ -109,7 +113,7 @@ fn query_labels_cannot_change_the_result() {
 
     let predictions = |query: &Path, seed: &str| {
         let out = root.join(format!("out-{}-{seed}", query.file_name().unwrap().to_str().unwrap()));
-        assert_ok(&transfer(&pancreas.join("xin"), query, &out, &["--max-steps", "40", "--seed", seed]));
+        assert_ok(&transfer(&pancreas.join("xin"), query, &out, &["--max-steps", "40", "--networks", "1", "--seed", seed]));
         std::fs::read(out.join("predictions.tsv")).unwrap()
     };
     let reference = predictions(&with, "3");
@@ -149,6 +153,8 @@ fn bad_inputs_fail_with_one_line() {
 
     let threshold = one_line_error(&transfer(&pancreas.join("xin"), &pancreas.join("wang"), &out, &["--threshold", "1.5"]));
     assert!(threshold.contains("--threshold must be between 0 and 1, not 1.5"), "{threshold}");
+    let networks = one_line_error(&transfer(&pancreas.join("xin"), &pancreas.join("wang"), &out, &["--networks", "0"]));
+    assert!(networks.contains("networks must be 1 to 20, not 0"), "{networks}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -57,7 +57,8 @@ pub fn predictions_to_r(p: &Predictions) -> List {
 }
 
 /// Runs a transfer on features x cells matrices. Returns the predictions (`predictions_to_r`),
-/// the features used, the training history (one vector per loss), the resolved settings as
+/// the features used, the training history (one vector per loss, all networks one after
+/// another), how each network's training ended, the resolved settings as
 /// JSON, and the model (an external pointer) with its description as JSON.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
@@ -99,10 +100,18 @@ fn transfer_(
         )
         .map_err(r_err)?;
 
-        let history = &result.model.network.history;
-        let column = |f: &dyn Fn(&cellpredx::train::StepRecord) -> Option<f64>| -> Vec<Option<f64>> { history.iter().map(f).collect() };
+        let history: Vec<(i32, &cellpredx::train::StepRecord)> = result
+            .model
+            .ensemble
+            .members()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| m.history.iter().map(move |r| (i as i32 + 1, r)))
+            .collect();
+        let column = |f: &dyn Fn(&cellpredx::train::StepRecord) -> Option<f64>| -> Vec<Option<f64>> { history.iter().map(|(_, r)| f(r)).collect() };
         let history = list!(
-            step = history.iter().map(|r| r.step as i32).collect::<Vec<_>>(),
+            network = history.iter().map(|(network, _)| *network).collect::<Vec<_>>(),
+            step = history.iter().map(|(_, r)| r.step as i32).collect::<Vec<_>>(),
             learning_rate = column(&|r| Some(r.learning_rate)),
             total = column(&|r| Some(r.total)),
             cross_entropy = column(&|r| Some(r.cross_entropy)),
@@ -121,7 +130,7 @@ fn transfer_(
             scaled = result.model.description.scale,
             smoothing = result.model.description.smoothing,
             history = history,
-            stop = serde_json::to_string(&result.model.network.stop).map_err(json_error)?,
+            networks = serde_json::to_string(&result.model.description.networks).map_err(json_error)?,
             settings = resolved,
             device = format!("{device:?}"),
             model = ExternalPtr::new(result.model),

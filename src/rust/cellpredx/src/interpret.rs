@@ -13,6 +13,7 @@
 use crate::error::{CellPredXError, Result};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::sparse::CsrMatrix;
+use crate::ensemble::Ensemble;
 use crate::train::{dense_rows, host_values, TrainedModel};
 use ndarray::Array2;
 use tch::{Kind, Tensor};
@@ -155,15 +156,56 @@ fn trapezoid_weights(steps: usize) -> Vec<f32> {
     (0..=steps).map(|s| if s == 0 || s == steps { 0.5 / m } else { 1.0 / m }).collect()
 }
 
+/// What every network's pass over one chunk of cells shares: the cells, their offset from the
+/// baseline, the path points and the quadrature weights, and the explained class of each cell.
+struct ChunkPath<'a> {
+    x: &'a Tensor,
+    delta: &'a Tensor,
+    baseline: &'a Tensor,
+    alphas: &'a Tensor,
+    quadrature: &'a Tensor,
+    targets: &'a Tensor,
+    path_space: PathSpace,
+}
+
 impl TrainedModel {
+    /// One network's Integrated Gradients of the chunk: attributions (cells × features) and
+    /// f(x) − f(baseline) of the explained probabilities.
+    fn path_attribution(&self, chunk: &ChunkPath<'_>) -> Result<(Tensor, Tensor)> {
+        let (points, cells) = (chunk.alphas.size()[0], chunk.x.size()[0]);
+        let (start, end) = match chunk.path_space {
+            PathSpace::Embedding => tch::no_grad(|| (self.net.embed(chunk.baseline), self.net.embed(chunk.x))),
+            PathSpace::Input => (chunk.baseline.shallow_clone(), chunk.x.shallow_clone()),
+        };
+        let path = start.f_unsqueeze(0)?.f_add(&chunk.alphas.f_mul(&end.f_sub(&start)?.f_unsqueeze(0)?)?)?.f_detach()?.set_requires_grad(true);
+        let flat = path.f_view([points * cells, -1])?;
+        let logits = match chunk.path_space {
+            PathSpace::Embedding => self.net.classify(&flat),
+            PathSpace::Input => self.net.forward(&flat).logits,
+        };
+        let probabilities = logits.f_softmax(-1, Kind::Float)?.f_view([points, cells, self.shape().n_classes])?;
+        let targets = chunk.targets.f_view([1, cells, 1])?.f_expand([points, cells, 1], false)?;
+        let explained = probabilities.f_gather(2, &targets, false)?.f_squeeze_dim(2)?;
+        explained.f_sum(Kind::Float)?.backward();
+        tch::no_grad(|| -> Result<_> {
+            let mean_gradient = path.grad().f_mul(chunk.quadrature)?.f_sum_dim_intlist(&[0i64][..], false, Kind::Float)?;
+            let input_gradient = match chunk.path_space {
+                PathSpace::Embedding => mean_gradient.f_mm(&self.net.encoder_parameters().0.f_detach()?)?,
+                PathSpace::Input => mean_gradient,
+            };
+            let change = explained.f_select(0, points - 1)?.f_sub(&explained.f_select(0, 0)?)?;
+            Ok((chunk.delta.f_mul(&input_gradient)?, change))
+        })
+    }
+}
+
+impl Ensemble {
     /// Integrated Gradients of `cells` (cells × the training features, normalised as in
-    /// training) for the class probabilities `config.target` names.
-    pub fn integrated_gradients(
-        &self,
-        cells: &CsrMatrix,
-        config: &IntegratedGradientsConfig,
-        progress: &mut dyn ProgressSink,
-    ) -> Result<Attributions> {
+    /// training) for the class probabilities `config.target` names. With several networks the
+    /// explained probability is their mean, so a cell's attributions are the mean of each
+    /// network's (Integrated Gradients is linear in the model) and still add up to the change
+    /// in the ensemble's probability.
+    pub fn integrated_gradients(&self, cells: &CsrMatrix, config: &IntegratedGradientsConfig, progress: &mut dyn ProgressSink) -> Result<Attributions> {
         let shape = self.shape();
         let (d, k, width) = (shape.input_dim as usize, shape.n_classes as usize, shape.embedding_dim);
         if cells.n_cols() != d {
@@ -177,7 +219,7 @@ impl TrainedModel {
                 return Err(CellPredXError::invalid(format!("target class {class} does not exist: the model has {k} classes")));
             }
         }
-        let device = self.compute.device;
+        let device = self.compute().device;
         let baseline = match &config.baseline {
             None => Tensor::f_zeros([1, d as i64], (Kind::Float, device))?,
             Some(values) if values.len() != d => {
@@ -188,13 +230,11 @@ impl TrainedModel {
             }
             Some(values) => Tensor::f_from_slice(values)?.f_view([1, d as i64])?.f_to_device(device)?,
         };
-        let (weight, _) = self.net.encoder_parameters();
-        let weight = weight.f_detach()?;
-        let baseline_embedding = tch::no_grad(|| self.net.embed(&baseline));
         let points = config.steps + 1;
         let alphas = Tensor::f_linspace(0.0, 1.0, points as i64, (Kind::Float, device))?.f_view([points as i64, 1, 1])?;
         let quadrature = Tensor::f_from_slice(&trapezoid_weights(config.steps))?.f_to_device(device)?.f_view([points as i64, 1, 1])?;
         let keep = config.cell_features.min(d) as i64;
+        let networks = self.members().len() as f64;
 
         // Per cell: ~5 dense feature rows and, per path point, a point, its gradient and the probabilities.
         let point_width = match config.path_space {
@@ -206,7 +246,7 @@ impl TrainedModel {
 
         let n = cells.n_rows();
         let mut out = Attributions {
-            classes: self.classes.clone(),
+            classes: self.classes().to_vec(),
             n_features: d,
             targets: Vec::with_capacity(n),
             prediction_change: Vec::with_capacity(n),
@@ -221,36 +261,30 @@ impl TrainedModel {
         for chunk_rows in rows.chunks(chunk) {
             let c = chunk_rows.len() as i64;
             let x = dense_rows(cells, chunk_rows, device)?;
-            let delta = x.f_sub(&baseline)?;
-            let (start, end) = match config.path_space {
-                PathSpace::Embedding => (baseline_embedding.shallow_clone(), tch::no_grad(|| self.net.embed(&x))),
-                PathSpace::Input => (baseline.shallow_clone(), x.shallow_clone()),
-            };
-            let path = start.f_unsqueeze(0)?.f_add(&alphas.f_mul(&end.f_sub(&start)?.f_unsqueeze(0)?)?)?.f_detach()?.set_requires_grad(true);
-            let flat = path.f_view([points as i64 * c, -1])?;
-            let logits = match config.path_space {
-                PathSpace::Embedding => self.net.classify(&flat),
-                PathSpace::Input => self.net.forward(&flat).logits,
-            };
-            let probabilities = logits.f_softmax(-1, Kind::Float)?.f_view([points as i64, c, k as i64])?;
             let targets = match config.target {
-                Target::Predicted => probabilities.f_select(0, points as i64 - 1)?.f_argmax(1, false)?,
+                Target::Predicted => tch::no_grad(|| -> Result<Tensor> {
+                    let mut sum = Tensor::f_zeros([c, k as i64], (Kind::Float, device))?;
+                    for member in self.members() {
+                        sum = sum.f_add(&member.net.forward(&x).logits.f_softmax(-1, Kind::Float)?)?;
+                    }
+                    Ok(sum.f_argmax(1, false)?)
+                })?,
                 Target::Class(class) => Tensor::f_full([c], class as i64, (Kind::Int64, device))?,
             };
-            let explained = probabilities.f_gather(2, &targets.f_view([1, c, 1])?.f_expand([points as i64, c, 1], false)?, false)?.f_squeeze_dim(2)?;
-            explained.f_sum(Kind::Float)?.backward();
+            let delta = x.f_sub(&baseline)?;
+            let path = ChunkPath { x: &x, delta: &delta, baseline: &baseline, alphas: &alphas, quadrature: &quadrature, targets: &targets, path_space: config.path_space };
+            let (mut attribution, mut change) = (Tensor::f_zeros([c, d as i64], (Kind::Float, device))?, Tensor::f_zeros([c], (Kind::Float, device))?);
+            for member in self.members() {
+                let (a, delta_p) = member.path_attribution(&path)?;
+                attribution = attribution.f_add(&a)?;
+                change = change.f_add(&delta_p)?;
+            }
             let (top_values, top_features) = tch::no_grad(|| -> Result<_> {
-                let mean_gradient = path.grad().f_mul(&quadrature)?.f_sum_dim_intlist(&[0i64][..], false, Kind::Float)?;
-                let input_gradient = match config.path_space {
-                    PathSpace::Embedding => mean_gradient.f_mm(&weight)?,
-                    PathSpace::Input => mean_gradient,
-                };
-                let attribution = delta.f_mul(&input_gradient)?;
+                let attribution = attribution.f_div_scalar(networks)?;
                 let (_, top_features) = attribution.f_abs()?.f_topk(keep, 1, true, true)?;
                 let top_values = attribution.f_gather(1, &top_features, false)?;
                 totals = totals.f_index_add(0, &targets, &attribution)?;
-                let change = explained.f_select(0, points as i64 - 1)?.f_sub(&explained.f_select(0, 0)?)?;
-                out.prediction_change.extend(host_values(&change)?);
+                out.prediction_change.extend(host_values(&change.f_div_scalar(networks)?)?);
                 out.attribution_sum.extend(host_values(&attribution.f_sum_dim_intlist(&[1i64][..], false, Kind::Float)?)?);
                 Ok((host_values(&top_values)?, Vec::<i64>::try_from(&top_features.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?))
             })?;
@@ -282,18 +316,23 @@ mod tests {
     use crate::progress::Silent;
     use crate::rng::SplitMix64;
     use crate::train::tests::{small_config, toy_graph, toy_pair};
-    use crate::train::{train, Compute, TrainingData};
+    use crate::train::{Compute, TrainingConfig, TrainingData};
     use tch::Device;
 
-    fn toy_model() -> (TrainedModel, CsrMatrix) {
+    fn toy_ensemble(seed: u64, networks: usize) -> (Ensemble, CsrMatrix) {
         let (reference, labels, query) = toy_pair(120, 90);
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        (train(&data, &small_config(60), Compute::on(Device::Cpu), &mut Silent).unwrap(), query)
+        let config = TrainingConfig { seed, ..small_config(60) };
+        (Ensemble::train(&data, &config, networks, Compute::on(Device::Cpu), &mut Silent).unwrap(), query)
+    }
+
+    fn toy_model() -> (Ensemble, CsrMatrix) {
+        toy_ensemble(0, 1)
     }
 
     /// Every feature of every cell: attributions with a top list as long as the feature count.
-    fn all_features(model: &TrainedModel, cells: &CsrMatrix, cells_per_pass: Option<usize>) -> Attributions {
+    fn all_features(model: &Ensemble, cells: &CsrMatrix, cells_per_pass: Option<usize>) -> Attributions {
         let config = IntegratedGradientsConfig { cell_features: cells.n_cols(), cells_per_pass, ..Default::default() };
         model.integrated_gradients(cells, &config, &mut Silent).unwrap()
     }
@@ -329,6 +368,23 @@ mod tests {
             checked += usize::from(change.abs() > 0.1);
         }
         assert!(checked > 45, "too few cells move their probability: {checked}");
+    }
+
+    #[test]
+    fn an_ensembles_attributions_are_the_mean_of_its_networks() {
+        let (ensemble, query) = toy_ensemble(0, 2);
+        let config = IntegratedGradientsConfig { cell_features: query.n_cols(), target: Target::Class(0), ..Default::default() };
+        let joint = ensemble.integrated_gradients(&query, &config, &mut Silent).unwrap();
+        let [first, second] = [0, 1].map(|seed| toy_ensemble(seed, 1).0.integrated_gradients(&query, &config, &mut Silent).unwrap());
+        for (cell, ((j, a), b)) in dense_attributions(&joint).iter().zip(dense_attributions(&first)).zip(dense_attributions(&second)).enumerate() {
+            for ((x, y), z) in j.iter().zip(&a).zip(&b) {
+                assert!((x - (y + z) / 2.0).abs() < 1e-5, "cell {cell}: {x} vs the mean of {y} and {z}");
+            }
+            assert!((joint.prediction_change[cell] - (first.prediction_change[cell] + second.prediction_change[cell]) / 2.0).abs() < 1e-6);
+        }
+        for (sum, change) in joint.attribution_sum.iter().zip(&joint.prediction_change) {
+            assert!((sum - change).abs() <= 0.01 * change.abs() + 1e-4, "sum {sum} vs change {change}");
+        }
     }
 
     #[test]
@@ -381,7 +437,7 @@ mod tests {
         let labels = Labels::encode(names.iter().map(|s| Some(*s)), None).unwrap();
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let model = train(&data, &small_config(150), Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let model = Ensemble::train(&data, &small_config(150), 1, Compute::on(Device::Cpu), &mut Silent).unwrap();
         let config = IntegratedGradientsConfig { cell_features: 5, ..Default::default() };
         let a = model.integrated_gradients(&query, &config, &mut Silent).unwrap();
         let marked = a.classes.iter().position(|c| c == "marked").unwrap();

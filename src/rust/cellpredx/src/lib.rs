@@ -4,6 +4,7 @@
 //! No R inside: the R package and the command-line tool are thin front ends over this crate.
 
 pub mod diagnostics;
+pub mod ensemble;
 pub mod error;
 pub mod gene_activity;
 pub mod graph;

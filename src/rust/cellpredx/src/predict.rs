@@ -10,6 +10,7 @@ use crate::graph::{diffuse, knn_graph, Metric};
 use crate::open_set::{self, reference_distance};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::sparse::CsrMatrix;
+use crate::ensemble::Ensemble;
 use crate::train::{host_values, Encoder, TrainedModel};
 use ndarray::Array2;
 use tch::Kind;
@@ -33,15 +34,15 @@ pub struct Predictions {
     pub classes: Vec<String>,
     /// cells × classes; rows sum to 1.
     pub probabilities: Array2<f32>,
-    /// cells × embedding dimensions.
+    /// cells × embedding dimensions: each network's embedding side by side.
     pub embedding: Array2<f32>,
     /// ln(1 − max p) of the classifier (before any smoothing) per cell, computed from the logits
-    /// so that it keeps ranking cells whose confidence rounds to 1.
+    /// so that it keeps ranking cells whose confidence rounds to 1; the networks' mean.
     pub log_doubt: Vec<f32>,
     /// Cosine similarity of each cell's embedding to the nearest class prototype (the mean
-    /// reference embedding of a type): low for cells unlike every reference type.
+    /// reference embedding of a type): low for cells unlike every reference type. The networks' mean.
     pub prototype_similarity: Vec<f32>,
-    /// Mean distance in the embedding to the nearest reference cells (`open_set`).
+    /// Mean distance in the embedding to the nearest reference cells (`open_set`); the networks' mean.
     pub reference_distance: Vec<f32>,
     /// The open-set score: `reference_distance` diffused over the cells' neighbour graph
     /// (higher = more likely a type the reference lacks). On the open-set benchmark pairs it
@@ -80,10 +81,73 @@ pub fn check_smoothing(smoothing: f64) -> Result<()> {
     }
 }
 
+/// One network's view of the cells, before the networks are combined and the neighbour graph
+/// is built: row-major cells × classes probabilities and cells × embedding, and the per-cell scores.
+struct CellScores {
+    probabilities: Vec<f32>,
+    embedding: Vec<f32>,
+    log_doubt: Vec<f32>,
+    prototype_similarity: Vec<f32>,
+    reference_distance: Vec<f32>,
+}
+
 impl TrainedModel {
+    /// `query` through the frozen network in chunks of cells; `report(done)` after each chunk.
+    fn cell_scores(&self, query: &CsrMatrix, report: &mut dyn FnMut(usize) -> Result<()>) -> Result<CellScores> {
+        let n = query.n_rows();
+        let shape = self.shape();
+        let mut scores = CellScores {
+            probabilities: Vec::with_capacity(n * shape.n_classes as usize),
+            embedding: Vec::with_capacity(n * shape.embedding_dim as usize),
+            log_doubt: Vec::with_capacity(n),
+            prototype_similarity: Vec::with_capacity(n),
+            reference_distance: Vec::with_capacity(n),
+        };
+        let prototypes = unit_rows(&self.prototypes)?;
+        let encoder = Encoder::new(&self.net, self.compute)?;
+        let rows: Vec<usize> = (0..n).collect();
+        for chunk in rows.chunks(CELLS_PER_CHUNK) {
+            tch::no_grad(|| -> Result<()> {
+                let z = encoder.encode(query, chunk.to_vec(), false)?.z;
+                let logits = self.net.classify(&z);
+                let best = logits.f_argmax(1, true)?;
+                let others = logits.f_scatter_value(1, &best, f64::NEG_INFINITY)?;
+                let doubt = others.f_logsumexp(&[1i64][..], false)?.f_sub(&logits.f_logsumexp(&[1i64][..], false)?)?;
+                let similarity = unit_rows(&z)?.f_mm(&prototypes.f_tr()?)?.f_amax(&[1i64][..], false)?;
+                scores.probabilities.extend(host_values(&logits.f_softmax(-1, Kind::Float)?)?);
+                scores.embedding.extend(host_values(&z)?);
+                scores.log_doubt.extend(host_values(&doubt)?);
+                scores.prototype_similarity.extend(host_values(&similarity)?);
+                scores.reference_distance.extend(host_values(&reference_distance(&z, &self.reference_sample)?)?);
+                Ok(())
+            })?;
+            report(chunk[chunk.len() - 1] + 1)?;
+        }
+        Ok(scores)
+    }
+}
+
+/// Element-wise mean of equally long vectors.
+fn mean_of(vectors: impl Iterator<Item = Vec<f32>>, count: usize) -> Vec<f32> {
+    let mut sum: Vec<f32> = Vec::new();
+    for v in vectors {
+        if sum.is_empty() {
+            sum = v;
+        } else {
+            sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+        }
+    }
+    sum.iter_mut().for_each(|s| *s /= count as f32);
+    sum
+}
+
+impl Ensemble {
     /// Probabilities and embeddings of `query`, whose columns must be the training features.
-    /// With `smoothing` s > 0, each cell's probabilities become (1 − s) × its own + s × its
-    /// neighbours' mean, `SMOOTHING_STEPS` times (a random walk with restart 1 − s).
+    /// Each network's probabilities and scores are averaged and the embeddings put side by side
+    /// (cells × networks·embedding_dim); the neighbour graph for the open-set score and the
+    /// smoothing is built on that joint embedding. With `smoothing` s > 0, each cell's
+    /// probabilities become (1 − s) × its own + s × its neighbours' mean, `SMOOTHING_STEPS`
+    /// times (a random walk with restart 1 − s).
     pub fn predict(&self, query: &CsrMatrix, smoothing: f64, progress: &mut dyn ProgressSink) -> Result<Predictions> {
         check_smoothing(smoothing)?;
         let shape = self.shape();
@@ -94,38 +158,23 @@ impl TrainedModel {
                 got: query.n_cols(),
             });
         }
-        let n = query.n_rows();
-        let classes = self.classes.len();
-        let width = shape.embedding_dim as usize;
-        let mut probabilities = Vec::with_capacity(n * classes);
-        let mut embedding = Vec::with_capacity(n * width);
-        let mut log_doubt = Vec::with_capacity(n);
-        let mut prototype_similarity = Vec::with_capacity(n);
-        let mut distance = Vec::with_capacity(n);
-        let prototypes = unit_rows(&self.prototypes)?;
-        let encoder = Encoder::new(&self.net, self.compute)?;
-        let rows: Vec<usize> = (0..n).collect();
-        for chunk in rows.chunks(CELLS_PER_CHUNK) {
-            let (p, z, doubt, similarity, nearest) = tch::no_grad(|| -> Result<_> {
-                let z = encoder.encode(query, chunk.to_vec(), false)?.z;
-                let logits = self.net.classify(&z);
-                let p = logits.f_softmax(-1, Kind::Float)?;
-                let best = logits.f_argmax(1, true)?;
-                let others = logits.f_scatter_value(1, &best, f64::NEG_INFINITY)?;
-                let doubt = others.f_logsumexp(&[1i64][..], false)?.f_sub(&logits.f_logsumexp(&[1i64][..], false)?)?;
-                let similarity = unit_rows(&z)?.f_mm(&prototypes.f_tr()?)?.f_amax(&[1i64][..], false)?;
-                let nearest = reference_distance(&z, &self.reference_sample)?;
-                Ok((host_values(&p)?, host_values(&z)?, host_values(&doubt)?, host_values(&similarity)?, host_values(&nearest)?))
-            })?;
-            probabilities.extend(p);
-            embedding.extend(z);
-            log_doubt.extend(doubt);
-            prototype_similarity.extend(similarity);
-            distance.extend(nearest);
-            progress.report(&ProgressEvent { stage: "prediction", done: chunk[chunk.len() - 1] + 1, total: n, metrics: &[] })?;
+        let (n, classes, networks) = (query.n_rows(), self.classes().len(), self.members().len());
+        let mut scores = Vec::with_capacity(networks);
+        for (i, member) in self.members().iter().enumerate() {
+            let mut report = |done: usize| progress.report(&ProgressEvent { stage: "prediction", done: i * n + done, total: networks * n, metrics: &[] });
+            scores.push(member.cell_scores(query, &mut report)?);
         }
         let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
-        let embedding = Array2::from_shape_vec((n, width), embedding).map_err(shape_error)?;
+        let width = shape.embedding_dim as usize;
+        let mut embedding = Array2::zeros((n, networks * width));
+        for (i, s) in scores.iter_mut().enumerate() {
+            let member = Array2::from_shape_vec((n, width), std::mem::take(&mut s.embedding)).map_err(shape_error)?;
+            embedding.slice_mut(ndarray::s![.., i * width..(i + 1) * width]).assign(&member);
+        }
+        let distance = mean_of(scores.iter_mut().map(|s| std::mem::take(&mut s.reference_distance)), networks);
+        let log_doubt = mean_of(scores.iter_mut().map(|s| std::mem::take(&mut s.log_doubt)), networks);
+        let prototype_similarity = mean_of(scores.iter_mut().map(|s| std::mem::take(&mut s.prototype_similarity)), networks);
+        let probabilities = mean_of(scores.into_iter().map(|s| s.probabilities), networks);
         let neighbours = if n > 1 { Some(knn_graph(embedding.view(), EMBEDDING_NEIGHBOURS.min(n - 1), Metric::Cosine, progress)?.neighbours) } else { None };
         let novelty = open_set::novelty(&distance, neighbours.as_ref());
         let mut probabilities = Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?;
@@ -133,7 +182,7 @@ impl TrainedModel {
             probabilities = diffuse(probabilities.view(), graph, (1.0 - smoothing) as f32, SMOOTHING_STEPS);
         }
         Ok(Predictions {
-            classes: self.classes.clone(),
+            classes: self.classes().to_vec(),
             probabilities,
             embedding,
             log_doubt,
@@ -149,7 +198,7 @@ mod tests {
     use super::*;
     use crate::progress::Silent;
     use crate::train::tests::{small_config, toy_graph, toy_pair};
-    use crate::train::{train, Compute, TrainingData};
+    use crate::train::{Compute, TrainingData};
     use ndarray::array;
     use tch::Device;
 
@@ -174,7 +223,7 @@ mod tests {
         let (reference, labels, query) = toy_pair(120, 90);
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let model = train(&data, &small_config(60), Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let model = Ensemble::train(&data, &small_config(60), 1, Compute::on(Device::Cpu), &mut Silent).unwrap();
         let predictions = model.predict(&query, 0.0, &mut Silent).unwrap();
         assert_eq!(predictions.probabilities.dim(), (90, 2));
         assert_eq!(predictions.embedding.dim(), (90, 64));
@@ -207,5 +256,29 @@ mod tests {
         assert!(model.predict(&query, 1.0, &mut Silent).is_err());
         let err = model.predict(&CsrMatrix::try_new(1, 3, vec![0, 0], vec![], vec![]).unwrap(), 0.0, &mut Silent).unwrap_err();
         assert_eq!(err.to_string(), "features of the cells to predict: expected 120, got 3");
+    }
+
+    #[test]
+    fn an_ensemble_averages_its_networks_and_puts_their_embeddings_side_by_side() {
+        let (reference, labels, query) = toy_pair(100, 70);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        let ensemble = Ensemble::train(&data, &small_config(40), 2, Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let predictions = ensemble.predict(&query, 0.0, &mut Silent).unwrap();
+        let [a, b] = [0, 1].map(|i| ensemble.members()[i].cell_scores(&query, &mut |_| Ok(())).unwrap());
+        let close = |x: &[f32], y: &[f32]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-6);
+        let mean = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p + q) / 2.0).collect::<Vec<f32>>();
+        assert!(close(predictions.probabilities.as_slice().unwrap(), &mean(&a.probabilities, &b.probabilities)));
+        assert!(close(&predictions.reference_distance, &mean(&a.reference_distance, &b.reference_distance)));
+        assert!(close(&predictions.log_doubt, &mean(&a.log_doubt, &b.log_doubt)));
+        assert_ne!(a.probabilities, b.probabilities, "the networks differ");
+        assert_eq!(predictions.embedding.dim(), (70, 128));
+        for cell in [0, 69] {
+            let row = predictions.embedding.row(cell);
+            assert_eq!(row.slice(ndarray::s![..64]).to_vec(), a.embedding[cell * 64..(cell + 1) * 64]);
+            assert_eq!(row.slice(ndarray::s![64..]).to_vec(), b.embedding[cell * 64..(cell + 1) * 64]);
+        }
+        let joint = knn_graph(predictions.embedding.view(), EMBEDDING_NEIGHBOURS, Metric::Cosine, &mut Silent).unwrap();
+        assert_eq!(predictions.novelty, open_set::novelty(&predictions.reference_distance, Some(&joint.neighbours)));
     }
 }

@@ -310,29 +310,25 @@ impl TrainedModel {
         self.net.shape
     }
 
-    /// Writes the weights, prototypes and reference sample to a safetensors file.
-    pub fn save_weights(&self, path: &std::path::Path) -> Result<()> {
-        self.vs.save(path).map_err(|e| CellPredXError::invalid(format!("cannot write {}: {}", path.display(), CellPredXError::from(e))))
-    }
-
-    /// A network of `shape` with the weights of a safetensors file written by `save_weights`.
-    pub fn load_weights(
-        path: &std::path::Path,
+    /// A network of `shape` whose variables (weights, prototypes, reference sample) take the
+    /// values `value_of(name, variable)` gives, e.g. from a saved file.
+    pub(crate) fn with_weights(
         shape: NetworkShape,
         classes: Vec<String>,
         config: TrainingConfig,
         stop: StopReason,
         compute: Compute,
+        mut value_of: impl FnMut(&str, &Tensor) -> Result<Tensor>,
     ) -> Result<Self> {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let net = CellPredXNet::new(&vs.root(), shape);
         let (prototypes, reference_sample) = summary_variables(&vs, shape)?;
-        vs.load(path).map_err(|e| {
-            CellPredXError::invalid(format!(
-                "{} is missing, truncated or not the weights of this model: {}",
-                path.display(),
-                CellPredXError::from(e)
-            ))
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut variable) in vs.variables() {
+                let value = value_of(&name, &variable)?;
+                variable.f_copy_(&value)?;
+            }
+            Ok(())
         })?;
         vs.set_device(compute.device);
         Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes, reference_sample })

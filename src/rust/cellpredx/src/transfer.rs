@@ -12,7 +12,8 @@ use crate::preprocess::{self, FeatureScaling};
 use crate::progress::ProgressSink;
 use crate::sparse::CsrMatrix;
 use crate::model::NetworkShape;
-use crate::train::{train, Compute, Scenario, StopReason, TrainedModel, TrainingConfig, TrainingData};
+use crate::ensemble::{check_networks, Ensemble, NetworkRun, DEFAULT_NETWORKS};
+use crate::train::{Compute, Scenario, TrainingConfig, TrainingData};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -107,6 +108,8 @@ pub struct TransferConfig {
     /// in each of `SMOOTHING_STEPS` rounds (0 = none; `TrainedModel::predict`); `None` chooses
     /// by `auto_smoothing`.
     pub smoothing: Option<f64>,
+    /// Networks trained with consecutive seeds whose predictions are averaged (`ensemble`).
+    pub networks: usize,
 }
 
 impl TransferConfig {
@@ -117,6 +120,7 @@ impl TransferConfig {
             training: TrainingConfig::preset(scenario),
             threshold: DEFAULT_THRESHOLD,
             smoothing: None,
+            networks: DEFAULT_NETWORKS,
         }
     }
 }
@@ -187,18 +191,19 @@ pub struct ModelDescription {
     /// The smoothing the transfer used (`TransferConfig::smoothing` resolved), applied to new
     /// cells as to the training query.
     pub smoothing: f64,
+    /// As configured, with the seed of the first network.
     pub training: TrainingConfig,
-    pub steps: usize,
-    pub stop: StopReason,
+    pub networks: Vec<NetworkRun>,
 }
 
-const MODEL_FORMAT: u32 = 2;
+/// 3: several networks in one weights file (`Ensemble::save_weights`).
+const MODEL_FORMAT: u32 = 3;
 const WEIGHTS_FILE: &str = "model.safetensors";
 const DESCRIPTION_FILE: &str = "model.json";
 
-/// A trained network with its description: reusable on new cells, savable and loadable.
+/// Trained networks with their description: reusable on new cells, savable and loadable.
 pub struct TransferModel {
-    pub network: TrainedModel,
+    pub ensemble: Ensemble,
     pub description: ModelDescription,
 }
 
@@ -242,20 +247,20 @@ impl TransferModel {
     /// Probabilities and embeddings of new cells (cells × features with the features' names).
     pub fn predict(&self, cells: Side<'_>, progress: &mut dyn ProgressSink) -> Result<Predictions> {
         cells.validate("the cells to annotate")?;
-        self.network.predict(&self.prepare(cells)?, self.description.smoothing, progress)
+        self.ensemble.predict(&self.prepare(cells)?, self.description.smoothing, progress)
     }
 
     /// Integrated Gradients of new cells (cells × features with the features' names) with
     /// respect to the model's features.
     pub fn interpret(&self, cells: Side<'_>, config: &IntegratedGradientsConfig, progress: &mut dyn ProgressSink) -> Result<Attributions> {
         cells.validate("the cells to interpret")?;
-        self.network.integrated_gradients(&self.prepare(cells)?, config, progress)
+        self.ensemble.integrated_gradients(&self.prepare(cells)?, config, progress)
     }
 
     /// Writes `model.safetensors` (weights) and `model.json` (this description) into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| CellPredXError::io(format!("cannot create {}", dir.display()), e))?;
-        self.network.save_weights(&dir.join(WEIGHTS_FILE))?;
+        self.ensemble.save_weights(&dir.join(WEIGHTS_FILE))?;
         let text = serde_json::to_string_pretty(&self.description).map_err(|e| CellPredXError::invalid(e.to_string()))?;
         let path = dir.join(DESCRIPTION_FILE);
         std::fs::write(&path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))
@@ -280,15 +285,15 @@ impl TransferModel {
         if description.features.len() as i64 != description.shape.input_dim || description.classes.len() as i64 != description.shape.n_classes {
             return Err(CellPredXError::invalid(format!("{}: the features or classes do not match the network's shape", path.display())));
         }
-        let network = TrainedModel::load_weights(
+        let ensemble = Ensemble::load_weights(
             &dir.join(WEIGHTS_FILE),
             description.shape,
-            description.classes.clone(),
-            description.training.clone(),
-            description.stop,
+            &description.classes,
+            &description.training,
+            &description.networks,
             compute,
         )?;
-        Ok(TransferModel { network, description })
+        Ok(TransferModel { ensemble, description })
     }
 }
 
@@ -401,6 +406,7 @@ pub fn transfer(
         }
     }
     config.training.validate()?;
+    check_networks(config.networks)?;
     if let Some(smoothing) = config.smoothing {
         check_smoothing(smoothing)?;
     }
@@ -422,25 +428,24 @@ pub fn transfer(
         query_input = scaled(&query_input)?;
     }
     let data = TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &query_graph };
-    let network = train(&data, &config.training, compute, progress)?;
+    let ensemble = Ensemble::train(&data, &config.training, config.networks, compute, progress)?;
     let smoothing = config.smoothing.unwrap_or_else(|| auto_smoothing(config.scenario, scale));
-    let predictions = network.predict(&query_input, smoothing, progress)?;
+    let predictions = ensemble.predict(&query_input, smoothing, progress)?;
     let description = ModelDescription {
         format: MODEL_FORMAT,
         package_version: env!("CARGO_PKG_VERSION").to_string(),
         scenario: config.scenario,
-        shape: network.shape(),
+        shape: ensemble.shape(),
         features: matched.names,
-        classes: network.classes.clone(),
+        classes: ensemble.classes().to_vec(),
         normalization: config.preprocess.normalization,
         scale,
         threshold: config.threshold,
         smoothing,
         training: config.training.clone(),
-        steps: network.history.len(),
-        stop: network.stop,
+        networks: ensemble.runs().to_vec(),
     };
-    Ok(Transfer { model: TransferModel { network, description }, predictions, query_graph, normalization })
+    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, query_graph, normalization })
 }
 
 #[cfg(test)]
@@ -539,7 +544,7 @@ mod tests {
         assert!(load_error(&dir).contains("is not a CellPredX model description"));
         // A model of format 1 (before the reference sample was kept) lacks fields of this one.
         std::fs::write(dir.join(DESCRIPTION_FILE), "{\"format\": 1, \"scenario\": \"rna_rna\"}").unwrap();
-        assert!(load_error(&dir).contains("has model format 1, and this version of CellPredX reads format 2; train the model again"), "{}", load_error(&dir));
+        assert!(load_error(&dir).contains("has model format 1, and this version of CellPredX reads format 3; train the model again"), "{}", load_error(&dir));
         std::fs::write(dir.join(DESCRIPTION_FILE), "[1, 2]").unwrap();
         assert!(load_error(&dir).contains("has model format (none)"), "{}", load_error(&dir));
         let other: Vec<String> = (0..query.n_cols()).map(|i| format!("other{i}")).collect();

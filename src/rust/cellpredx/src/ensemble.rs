@@ -1,0 +1,195 @@
+//! Several CellPredX networks trained on the same data with consecutive seeds, whose class
+//! probabilities and open-set scores are averaged (`predict`) and whose attributions are those
+//! of the averaged probability (`interpret`).
+//!
+//! A single network's calls on the benchmark pairs move with the seed — on P6 one seed calls an
+//! alpha cell gamma and another does not — because each network settles in its own minimum of
+//! the five losses. The average of three is steadier and, measured over three seeds each
+//! (bench/NOTES.md), more accurate: P1 0.587 / 0.349 → 0.601 / 0.363 (accuracy / macro-F1),
+//! P2 0.598 / 0.334 → 0.615 / 0.343, P6 0.996 / 0.986 → 1.000 / 1.000; P4 up slightly, P5 level.
+//! Training time grows with the number of networks.
+
+use crate::error::{CellPredXError, Result};
+use crate::model::NetworkShape;
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::train::{train, Compute, StopReason, TrainedModel, TrainingConfig, TrainingData};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::Tensor;
+
+/// Networks per transfer unless the settings say otherwise.
+pub const DEFAULT_NETWORKS: usize = 3;
+
+/// More networks than this cost training time for no measurable gain.
+pub const MAX_NETWORKS: usize = 20;
+
+/// The number of networks must be 1 to `MAX_NETWORKS`.
+pub fn check_networks(networks: usize) -> Result<()> {
+    if (1..=MAX_NETWORKS).contains(&networks) {
+        Ok(())
+    } else {
+        Err(CellPredXError::invalid(format!("networks must be 1 to {MAX_NETWORKS}, not {networks}")))
+    }
+}
+
+/// How one network of an ensemble was trained: its seed, its steps and why it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRun {
+    pub seed: u64,
+    pub steps: usize,
+    pub stop: StopReason,
+}
+
+/// Networks of the same shape and classes.
+pub struct Ensemble {
+    members: Vec<TrainedModel>,
+    runs: Vec<NetworkRun>,
+}
+
+/// Passes progress on, renaming the "training" stage so that each network gets its own bar.
+struct Relabel<'a> {
+    inner: &'a mut dyn ProgressSink,
+    stage: Option<String>,
+}
+
+impl ProgressSink for Relabel<'_> {
+    fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()> {
+        match &self.stage {
+            Some(stage) if event.stage == "training" => self.inner.report(&ProgressEvent { stage, ..*event }),
+            _ => self.inner.report(event),
+        }
+    }
+}
+
+impl Ensemble {
+    /// Trains `networks` networks on `data`, the i-th (from 0) with seed `config.seed + i`, so
+    /// that an ensemble of one is the network `train` gives for `config`.
+    pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, networks: usize, compute: Compute, progress: &mut dyn ProgressSink) -> Result<Self> {
+        check_networks(networks)?;
+        let mut members = Vec::with_capacity(networks);
+        for i in 0..networks {
+            let member_config = TrainingConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() };
+            let stage = (networks > 1).then(|| format!("training network {} of {networks}", i + 1));
+            members.push(train(data, &member_config, compute, &mut Relabel { inner: progress, stage })?);
+        }
+        let runs = members.iter().map(|m| NetworkRun { seed: m.config.seed, steps: m.history.len(), stop: m.stop }).collect();
+        Ok(Ensemble { members, runs })
+    }
+
+    pub fn members(&self) -> &[TrainedModel] {
+        &self.members
+    }
+
+    /// The networks' common shape.
+    pub fn shape(&self) -> NetworkShape {
+        self.members[0].shape()
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.members[0].classes
+    }
+
+    pub fn compute(&self) -> Compute {
+        self.members[0].compute
+    }
+
+    pub fn runs(&self) -> &[NetworkRun] {
+        &self.runs
+    }
+
+    /// Writes every network's variables into one safetensors file, each name prefixed with
+    /// `network<i>.` (from 1).
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let mut named: Vec<(String, Tensor)> = Vec::new();
+        for (i, member) in self.members.iter().enumerate() {
+            let mut variables: Vec<(String, Tensor)> = member.vs.variables().into_iter().collect();
+            variables.sort_by(|a, b| a.0.cmp(&b.0));
+            named.extend(variables.into_iter().map(|(name, t)| (format!("network{}.{name}", i + 1), t)));
+        }
+        Tensor::write_safetensors(&named, path).map_err(|e| CellPredXError::invalid(format!("cannot write {}: {}", path.display(), CellPredXError::from(e))))
+    }
+
+    /// The ensemble `save_weights` wrote, for networks of `shape` trained as `runs` say.
+    pub fn load_weights(path: &Path, shape: NetworkShape, classes: &[String], config: &TrainingConfig, runs: &[NetworkRun], compute: Compute) -> Result<Self> {
+        let not_these_weights = |why: String| CellPredXError::invalid(format!("{} is missing, truncated or not the weights of this model: {why}", path.display()));
+        check_networks(runs.len()).map_err(|e| not_these_weights(e.to_string()))?;
+        let stored: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(path).map_err(|e| not_these_weights(CellPredXError::from(e).to_string()))?.into_iter().collect();
+        let mut members = Vec::with_capacity(runs.len());
+        for (i, run) in runs.iter().enumerate() {
+            let member_config = TrainingConfig { seed: run.seed, ..config.clone() };
+            let member = TrainedModel::with_weights(shape, classes.to_vec(), member_config, run.stop, compute, |name, variable| {
+                let key = format!("network{}.{name}", i + 1);
+                let value = stored.get(&key).ok_or_else(|| not_these_weights(format!("no {key}")))?;
+                if value.size() != variable.size() {
+                    return Err(not_these_weights(format!("{key} has shape {:?}, the model {:?}", value.size(), variable.size())));
+                }
+                Ok(value.shallow_clone())
+            })?;
+            members.push(member);
+        }
+        Ok(Ensemble { members, runs: runs.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use crate::train::tests::{small_config, toy_graph, toy_pair};
+    use tch::Device;
+
+    struct Stages(Vec<String>);
+
+    impl ProgressSink for Stages {
+        fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()> {
+            if self.0.last().map(String::as_str) != Some(event.stage) {
+                self.0.push(event.stage.to_string());
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn members_are_the_single_networks_of_consecutive_seeds_and_survive_a_save() {
+        let (reference, labels, query) = toy_pair(100, 70);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        let config = TrainingConfig { seed: 5, ..small_config(30) };
+        let mut stages = Stages(Vec::new());
+        let ensemble = Ensemble::train(&data, &config, 2, Compute::on(Device::Cpu), &mut stages).unwrap();
+        assert_eq!(stages.0, ["training network 1 of 2", "training network 2 of 2"]);
+        assert_eq!(ensemble.runs().iter().map(|r| r.seed).collect::<Vec<_>>(), [5, 6]);
+        for (member, seed) in ensemble.members().iter().zip([5, 6]) {
+            let single = train(&data, &TrainingConfig { seed, ..config.clone() }, Compute::on(Device::Cpu), &mut Silent).unwrap();
+            assert_eq!(single.history, member.history, "seed {seed}");
+        }
+        let one = Ensemble::train(&data, &config, 1, Compute::on(Device::Cpu), &mut stages).unwrap();
+        assert_eq!(stages.0.last().unwrap(), "training", "a single network keeps the plain stage name");
+        assert_eq!(one.members()[0].history, ensemble.members()[0].history);
+
+        let path = std::env::temp_dir().join(format!("cellpredx-ensemble-{}.safetensors", std::process::id()));
+        ensemble.save_weights(&path).unwrap();
+        let load = |runs: &[NetworkRun]| Ensemble::load_weights(&path, ensemble.shape(), ensemble.classes(), &config, runs, Compute::on(Device::Cpu));
+        let loaded = load(&ensemble.runs()).unwrap();
+        assert_eq!(loaded.runs(), ensemble.runs());
+        for (a, b) in loaded.members().iter().zip(ensemble.members()) {
+            for (name, t) in b.vs.variables() {
+                assert!(a.vs.variables()[&name].equal(&t), "{name}");
+            }
+        }
+        let three = [ensemble.runs(), &ensemble.runs()[..1]].concat();
+        let err = load(&three).err().unwrap().to_string();
+        assert!(err.contains("not the weights of this model: no network3."), "{err}");
+        let err = load(&[]).err().unwrap().to_string();
+        assert!(err.contains("networks must be 1 to 20, not 0"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_number_of_networks_is_checked() {
+        assert!(check_networks(1).is_ok() && check_networks(MAX_NETWORKS).is_ok());
+        assert_eq!(check_networks(0).unwrap_err().to_string(), "networks must be 1 to 20, not 0");
+        assert!(check_networks(MAX_NETWORKS + 1).is_err());
+    }
+}
