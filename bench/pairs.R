@@ -5,11 +5,12 @@
 # bench/results/pairs.tsv. Query labels are read only by `evaluate`.
 #
 # Usage (from the repository root, through scripts/with-env, as `make bench` does):
-#   Rscript bench/pairs.R [--pairs P1,P2,...] [--seeds 0,1,2] [--variants full,no_fa,no_cl,no_sc,no_pr,sc_raw]
+#   Rscript bench/pairs.R [--pairs P1,P2,...] [--seeds 0,1,2] [--variants full,no_fa,no_cl,no_sc,no_pr,sc_raw,single]
 #                         [--device cpu|cuda|auto] [--threads N] [--note TEXT] [--out FILE] [-- extra transfer args]
-# The ablation variants run on P1-P4 only (each removes one loss: no_pr removes projection
+# The loss ablation variants run on P1-P4 only (each removes one loss: no_pr removes projection
 # regularisation and its L1 penalty; sc_raw keeps every loss but weighs the center loss with the
-# raw attention weights instead of weights normalised to mean 1).
+# raw attention weights instead of weights normalised to mean 1). `single` trains one network
+# instead of the default ensemble of three: the speed of one training, and what the ensemble adds.
 
 source("bench/common.R")
 source("bench/harness.R")
@@ -29,7 +30,8 @@ variant_args <- list(
   no_cl = c("--contrastive-weight", "0"),
   no_sc = c("--center-weight", "0"),
   no_pr = c("--projection-weight", "0", "--l1-weight", "0"),
-  sc_raw = c("--center-weighting", "raw")
+  sc_raw = c("--center-weighting", "raw"),
+  single = c("--networks", "1")
 )
 unknown <- setdiff(variants, names(variant_args))
 if (length(unknown)) stop("unknown variant(s): ", paste(unknown, collapse = ", "))
@@ -52,7 +54,7 @@ cat(sprintf("CellPredX CLI on %s; seeds %s; variants %s; device %s; results appe
             device, out_file))
 summary_rows <- list()
 for (pair_id in pairs_wanted) {
-  pair_variants <- if (pair_id %in% c("P1", "P2", "P3", "P4")) variants else intersect(variants, "full")
+  pair_variants <- if (pair_id %in% c("P1", "P2", "P3", "P4")) variants else intersect(variants, c("full", "single"))
   for (variant in pair_variants) {
     for (seed in seeds) {
       out <- file.path(work, paste(pair_id, variant, seed, sep = "-"))
