@@ -127,27 +127,20 @@ impl TrainedModel {
     }
 }
 
-/// Element-wise mean of equally long vectors.
-fn mean_of(vectors: impl Iterator<Item = Vec<f32>>, count: usize) -> Vec<f32> {
-    let mut sum: Vec<f32> = Vec::new();
-    for v in vectors {
-        if sum.is_empty() {
-            sum = v;
-        } else {
-            sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
-        }
-    }
-    sum.iter_mut().for_each(|s| *s /= count as f32);
-    sum
+/// `sum[i] += values[i]` for every i.
+fn add_to(sum: &mut [f32], values: &[f32]) {
+    sum.iter_mut().zip(values).for_each(|(s, v)| *s += v);
 }
 
 impl Ensemble {
     /// Probabilities and embeddings of `query`, whose columns must be the training features.
-    /// Each network's probabilities and scores are averaged and the embeddings put side by side
-    /// (cells × networks·embedding_dim); the neighbour graph for the open-set score and the
-    /// smoothing is built on that joint embedding. With `smoothing` s > 0, each cell's
-    /// probabilities become (1 − s) × its own + s × its neighbours' mean, `SMOOTHING_STEPS`
-    /// times (a random walk with restart 1 − s).
+    /// Each network predicts on its own: its open-set score and, with `smoothing` s > 0, the
+    /// smoothing of its probabilities — (1 − s) × a cell's own + s × its neighbours' mean,
+    /// `SMOOTHING_STEPS` times (a random walk with restart 1 − s) — use the neighbour graph of
+    /// its own embedding. Then the networks' probabilities and scores are averaged and their
+    /// embeddings put side by side (cells × networks·embedding_dim). Averaging predictions
+    /// smoothed over each network's graph did better on the benchmark pairs than smoothing the
+    /// average over one graph of the joint embedding (bench/NOTES.md).
     pub fn predict(&self, query: &CsrMatrix, smoothing: f64, progress: &mut dyn ProgressSink) -> Result<Predictions> {
         check_smoothing(smoothing)?;
         let shape = self.shape();
@@ -158,28 +151,31 @@ impl Ensemble {
                 got: query.n_cols(),
             });
         }
-        let (n, classes, networks) = (query.n_rows(), self.classes().len(), self.members().len());
-        let mut scores = Vec::with_capacity(networks);
+        let (n, classes, networks, width) = (query.n_rows(), self.classes().len(), self.members().len(), shape.embedding_dim as usize);
+        let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
+        let mut probabilities = Array2::<f32>::zeros((n, classes));
+        let mut embedding = Array2::<f32>::zeros((n, networks * width));
+        let [mut log_doubt, mut prototype_similarity, mut distance, mut novelty] = [(); 4].map(|_| vec![0f32; n]);
         for (i, member) in self.members().iter().enumerate() {
             let mut report = |done: usize| progress.report(&ProgressEvent { stage: "prediction", done: i * n + done, total: networks * n, metrics: &[] });
-            scores.push(member.cell_scores(query, &mut report)?);
+            let scores = member.cell_scores(query, &mut report)?;
+            let member_embedding = Array2::from_shape_vec((n, width), scores.embedding).map_err(shape_error)?;
+            let neighbours = if n > 1 { Some(knn_graph(member_embedding.view(), EMBEDDING_NEIGHBOURS.min(n - 1), Metric::Cosine, progress)?.neighbours) } else { None };
+            let mut member_probabilities = Array2::from_shape_vec((n, classes), scores.probabilities).map_err(shape_error)?;
+            if let (Some(graph), true) = (&neighbours, smoothing > 0.0) {
+                member_probabilities = diffuse(member_probabilities.view(), graph, (1.0 - smoothing) as f32, SMOOTHING_STEPS);
+            }
+            probabilities += &member_probabilities;
+            embedding.slice_mut(ndarray::s![.., i * width..(i + 1) * width]).assign(&member_embedding);
+            add_to(&mut novelty, &open_set::novelty(&scores.reference_distance, neighbours.as_ref()));
+            add_to(&mut distance, &scores.reference_distance);
+            add_to(&mut log_doubt, &scores.log_doubt);
+            add_to(&mut prototype_similarity, &scores.prototype_similarity);
         }
-        let shape_error = |_| CellPredXError::invalid("prediction output has an unexpected shape");
-        let width = shape.embedding_dim as usize;
-        let mut embedding = Array2::zeros((n, networks * width));
-        for (i, s) in scores.iter_mut().enumerate() {
-            let member = Array2::from_shape_vec((n, width), std::mem::take(&mut s.embedding)).map_err(shape_error)?;
-            embedding.slice_mut(ndarray::s![.., i * width..(i + 1) * width]).assign(&member);
-        }
-        let distance = mean_of(scores.iter_mut().map(|s| std::mem::take(&mut s.reference_distance)), networks);
-        let log_doubt = mean_of(scores.iter_mut().map(|s| std::mem::take(&mut s.log_doubt)), networks);
-        let prototype_similarity = mean_of(scores.iter_mut().map(|s| std::mem::take(&mut s.prototype_similarity)), networks);
-        let probabilities = mean_of(scores.into_iter().map(|s| s.probabilities), networks);
-        let neighbours = if n > 1 { Some(knn_graph(embedding.view(), EMBEDDING_NEIGHBOURS.min(n - 1), Metric::Cosine, progress)?.neighbours) } else { None };
-        let novelty = open_set::novelty(&distance, neighbours.as_ref());
-        let mut probabilities = Array2::from_shape_vec((n, classes), probabilities).map_err(shape_error)?;
-        if let (Some(graph), true) = (&neighbours, smoothing > 0.0) {
-            probabilities = diffuse(probabilities.view(), graph, (1.0 - smoothing) as f32, SMOOTHING_STEPS);
+        let count = networks as f32;
+        probabilities /= count;
+        for sum in [&mut log_doubt, &mut prototype_similarity, &mut distance, &mut novelty] {
+            sum.iter_mut().for_each(|v| *v /= count);
         }
         Ok(Predictions {
             classes: self.classes().to_vec(),
@@ -264,21 +260,29 @@ mod tests {
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
         let ensemble = Ensemble::train(&data, &small_config(40), 2, Compute::on(Device::Cpu), &mut Silent).unwrap();
-        let predictions = ensemble.predict(&query, 0.0, &mut Silent).unwrap();
-        let [a, b] = [0, 1].map(|i| ensemble.members()[i].cell_scores(&query, &mut |_| Ok(())).unwrap());
+        let predictions = ensemble.predict(&query, 0.5, &mut Silent).unwrap();
+        let scores = [0, 1].map(|i| ensemble.members()[i].cell_scores(&query, &mut |_| Ok(())).unwrap());
+        assert_ne!(scores[0].probabilities, scores[1].probabilities, "the networks differ");
+        // Each network smooths its probabilities and diffuses its open-set score over the graph
+        // of its own embedding; then the two are averaged.
+        let [(p0, n0), (p1, n1)] = [0, 1].map(|i| {
+            let s = &scores[i];
+            let z = Array2::from_shape_vec((70, 64), s.embedding.clone()).unwrap();
+            let graph = knn_graph(z.view(), EMBEDDING_NEIGHBOURS, Metric::Cosine, &mut Silent).unwrap().neighbours;
+            let p = Array2::from_shape_vec((70, 2), s.probabilities.clone()).unwrap();
+            (diffuse(p.view(), &graph, 0.5, SMOOTHING_STEPS), open_set::novelty(&s.reference_distance, Some(&graph)))
+        });
         let close = |x: &[f32], y: &[f32]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-6);
         let mean = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p + q) / 2.0).collect::<Vec<f32>>();
-        assert!(close(predictions.probabilities.as_slice().unwrap(), &mean(&a.probabilities, &b.probabilities)));
-        assert!(close(&predictions.reference_distance, &mean(&a.reference_distance, &b.reference_distance)));
-        assert!(close(&predictions.log_doubt, &mean(&a.log_doubt, &b.log_doubt)));
-        assert_ne!(a.probabilities, b.probabilities, "the networks differ");
+        assert!(close(predictions.probabilities.as_slice().unwrap(), &mean(p0.as_slice().unwrap(), p1.as_slice().unwrap())));
+        assert!(close(&predictions.novelty, &mean(&n0, &n1)));
+        assert!(close(&predictions.reference_distance, &mean(&scores[0].reference_distance, &scores[1].reference_distance)));
+        assert!(close(&predictions.log_doubt, &mean(&scores[0].log_doubt, &scores[1].log_doubt)));
         assert_eq!(predictions.embedding.dim(), (70, 128));
         for cell in [0, 69] {
             let row = predictions.embedding.row(cell);
-            assert_eq!(row.slice(ndarray::s![..64]).to_vec(), a.embedding[cell * 64..(cell + 1) * 64]);
-            assert_eq!(row.slice(ndarray::s![64..]).to_vec(), b.embedding[cell * 64..(cell + 1) * 64]);
+            assert_eq!(row.slice(ndarray::s![..64]).to_vec(), scores[0].embedding[cell * 64..(cell + 1) * 64]);
+            assert_eq!(row.slice(ndarray::s![64..]).to_vec(), scores[1].embedding[cell * 64..(cell + 1) * 64]);
         }
-        let joint = knn_graph(predictions.embedding.view(), EMBEDDING_NEIGHBOURS, Metric::Cosine, &mut Silent).unwrap();
-        assert_eq!(predictions.novelty, open_set::novelty(&predictions.reference_distance, Some(&joint.neighbours)));
     }
 }
