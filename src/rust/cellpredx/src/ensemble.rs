@@ -11,7 +11,7 @@
 
 use crate::error::{CellPredXError, Result};
 use crate::model::NetworkShape;
-use crate::progress::{ProgressEvent, ProgressSink};
+use crate::progress::{ProgressSink, Relabel};
 use crate::train::{train, Compute, StopReason, TrainedModel, TrainingConfig, TrainingData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -46,31 +46,17 @@ pub struct Ensemble {
     runs: Vec<NetworkRun>,
 }
 
-/// Passes progress on, renaming the "training" stage so that each network gets its own bar.
-struct Relabel<'a> {
-    inner: &'a mut dyn ProgressSink,
-    stage: Option<String>,
-}
-
-impl ProgressSink for Relabel<'_> {
-    fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()> {
-        match &self.stage {
-            Some(stage) if event.stage == "training" => self.inner.report(&ProgressEvent { stage, ..*event }),
-            _ => self.inner.report(event),
-        }
-    }
-}
-
 impl Ensemble {
-    /// Trains `networks` networks on `data`, the i-th (from 0) with seed `config.seed + i`, so
+    /// Trains one network on each of `data`, the i-th (from 0) with seed `config.seed + i`, so
     /// that an ensemble of one is the network `train` gives for `config`.
-    pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, networks: usize, compute: Compute, progress: &mut dyn ProgressSink) -> Result<Self> {
+    pub fn train(data: &[TrainingData<'_>], config: &TrainingConfig, compute: Compute, progress: &mut dyn ProgressSink) -> Result<Self> {
+        let networks = data.len();
         check_networks(networks)?;
         let mut members = Vec::with_capacity(networks);
-        for i in 0..networks {
+        for (i, member_data) in data.iter().enumerate() {
             let member_config = TrainingConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() };
             let stage = (networks > 1).then(|| format!("training network {} of {networks}", i + 1));
-            members.push(train(data, &member_config, compute, &mut Relabel { inner: progress, stage })?);
+            members.push(train(member_data, &member_config, compute, &mut Relabel::stage(progress, "training", stage))?);
         }
         let runs = members.iter().map(|m| NetworkRun { seed: m.config.seed, steps: m.history.len(), stop: m.stop }).collect();
         Ok(Ensemble { members, runs })
@@ -135,7 +121,7 @@ impl Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::progress::Silent;
+    use crate::progress::{ProgressEvent, Silent};
     use crate::train::tests::{small_config, toy_graph, toy_pair};
     use tch::Device;
 
@@ -157,14 +143,14 @@ mod tests {
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
         let config = TrainingConfig { seed: 5, ..small_config(30) };
         let mut stages = Stages(Vec::new());
-        let ensemble = Ensemble::train(&data, &config, 2, Compute::on(Device::Cpu), &mut stages).unwrap();
+        let ensemble = Ensemble::train(&vec![data; 2], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
         assert_eq!(stages.0, ["training network 1 of 2", "training network 2 of 2"]);
         assert_eq!(ensemble.runs().iter().map(|r| r.seed).collect::<Vec<_>>(), [5, 6]);
         for (member, seed) in ensemble.members().iter().zip([5, 6]) {
             let single = train(&data, &TrainingConfig { seed, ..config.clone() }, Compute::on(Device::Cpu), &mut Silent).unwrap();
             assert_eq!(single.history, member.history, "seed {seed}");
         }
-        let one = Ensemble::train(&data, &config, 1, Compute::on(Device::Cpu), &mut stages).unwrap();
+        let one = Ensemble::train(&vec![data; 1], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
         assert_eq!(stages.0.last().unwrap(), "training", "a single network keeps the plain stage name");
         assert_eq!(one.members()[0].history, ensemble.members()[0].history);
 

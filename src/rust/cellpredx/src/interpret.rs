@@ -324,7 +324,7 @@ mod tests {
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
         let config = TrainingConfig { seed, ..small_config(60) };
-        (Ensemble::train(&data, &config, networks, Compute::on(Device::Cpu), &mut Silent).unwrap(), query)
+        (Ensemble::train(&vec![data; networks], &config, Compute::on(Device::Cpu), &mut Silent).unwrap(), query)
     }
 
     fn toy_model() -> (Ensemble, CsrMatrix) {
@@ -437,7 +437,7 @@ mod tests {
         let labels = Labels::encode(names.iter().map(|s| Some(*s)), None).unwrap();
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let model = Ensemble::train(&data, &small_config(150), 1, Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let model = Ensemble::train(&vec![data; 1], &small_config(150), Compute::on(Device::Cpu), &mut Silent).unwrap();
         let config = IntegratedGradientsConfig { cell_features: 5, ..Default::default() };
         let a = model.integrated_gradients(&query, &config, &mut Silent).unwrap();
         let marked = a.classes.iter().position(|c| c == "marked").unwrap();

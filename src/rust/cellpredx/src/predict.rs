@@ -219,7 +219,7 @@ mod tests {
         let (reference, labels, query) = toy_pair(120, 90);
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let model = Ensemble::train(&data, &small_config(60), 1, Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let model = Ensemble::train(&vec![data; 1], &small_config(60), Compute::on(Device::Cpu), &mut Silent).unwrap();
         let predictions = model.predict(&query, 0.0, &mut Silent).unwrap();
         assert_eq!(predictions.probabilities.dim(), (90, 2));
         assert_eq!(predictions.embedding.dim(), (90, 64));
@@ -259,7 +259,7 @@ mod tests {
         let (reference, labels, query) = toy_pair(100, 70);
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let ensemble = Ensemble::train(&data, &small_config(40), 2, Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let ensemble = Ensemble::train(&vec![data; 2], &small_config(40), Compute::on(Device::Cpu), &mut Silent).unwrap();
         let predictions = ensemble.predict(&query, 0.5, &mut Silent).unwrap();
         let scores = [0, 1].map(|i| ensemble.members()[i].cell_scores(&query, &mut |_| Ok(())).unwrap());
         assert_ne!(scores[0].probabilities, scores[1].probabilities, "the networks differ");

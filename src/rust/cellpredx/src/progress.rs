@@ -21,6 +21,29 @@ pub trait ProgressSink {
     fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()>;
 }
 
+/// Passes progress on with one stage renamed (e.g. "training" → "training network 2 of 3", so that
+/// each network gets its own progress bar); `None` renames nothing.
+pub struct Relabel<'a> {
+    inner: &'a mut dyn ProgressSink,
+    from: &'static str,
+    to: Option<String>,
+}
+
+impl<'a> Relabel<'a> {
+    pub fn stage(inner: &'a mut dyn ProgressSink, from: &'static str, to: Option<String>) -> Self {
+        Relabel { inner, from, to }
+    }
+}
+
+impl ProgressSink for Relabel<'_> {
+    fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()> {
+        match &self.to {
+            Some(stage) if event.stage == self.from => self.inner.report(&ProgressEvent { stage, ..*event }),
+            _ => self.inner.report(event),
+        }
+    }
+}
+
 /// A sink for callers that want neither progress nor cancellation.
 pub struct Silent;
 

@@ -217,6 +217,7 @@ impl Compute {
 
 /// What training sees: reference cells with their labels, query cells and the query's
 /// neighbour graph, all on the same features in the same order. No query labels.
+#[derive(Clone, Copy)]
 pub struct TrainingData<'a> {
     pub reference: &'a CsrMatrix,
     pub labels: &'a Labels,

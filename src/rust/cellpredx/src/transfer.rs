@@ -13,6 +13,7 @@ use crate::progress::ProgressSink;
 use crate::sparse::CsrMatrix;
 use crate::model::NetworkShape;
 use crate::ensemble::{check_networks, Ensemble, NetworkRun, DEFAULT_NETWORKS};
+use crate::progress::Relabel;
 use crate::train::{Compute, Scenario, TrainingConfig, TrainingData};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -165,12 +166,11 @@ impl Side<'_> {
     }
 }
 
-/// The result of a transfer: the fitted model, the query's predictions, the neighbour graph the
-/// contrastive loss used and how each side was normalised.
+/// The result of a transfer: the fitted model, the query's predictions and how each side was
+/// normalised.
 pub struct Transfer {
     pub model: TransferModel,
     pub predictions: Predictions,
-    pub query_graph: KnnGraph,
     pub normalization: [Normalization; 2],
 }
 
@@ -417,9 +417,17 @@ pub fn transfer(
     let mut reference_input = normalize(&reference_raw, normalization[0]);
     drop(reference_raw);
     let mut query_input = normalize(&query_raw, normalization[1]);
-    let query_graph = match query_embedding {
-        Some(e) => neighbour_graph(e, &config.preprocess, progress)?,
-        None => query_graph(&query_raw, &query_input, &config.preprocess, config.training.seed, progress)?,
+    // Each network's neighbour graph comes from a reduction with its own seed, so that the i-th
+    // network is the one a single-network transfer with seed + i trains; a given embedding has
+    // no seed and serves them all.
+    let graphs = match query_embedding {
+        Some(e) => vec![neighbour_graph(e, &config.preprocess, progress)?],
+        None => (0..config.networks)
+            .map(|i| {
+                let mut sink = Relabel::stage(progress, "neighbour graph", (config.networks > 1).then(|| format!("neighbour graph {} of {}", i + 1, config.networks)));
+                query_graph(&query_raw, &query_input, &config.preprocess, config.training.seed.wrapping_add(i as u64), &mut sink)
+            })
+            .collect::<Result<Vec<_>>>()?,
     };
     drop(query_raw);
     let scale = config.preprocess.scale.unwrap_or(matched.names.len() <= SCALE_AUTO_MAX_FEATURES);
@@ -427,8 +435,10 @@ pub fn transfer(
         reference_input = scaled(&reference_input)?;
         query_input = scaled(&query_input)?;
     }
-    let data = TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &query_graph };
-    let ensemble = Ensemble::train(&data, &config.training, config.networks, compute, progress)?;
+    let data: Vec<TrainingData<'_>> = (0..config.networks)
+        .map(|i| TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &graphs[i.min(graphs.len() - 1)] })
+        .collect();
+    let ensemble = Ensemble::train(&data, &config.training, compute, progress)?;
     let smoothing = config.smoothing.unwrap_or_else(|| auto_smoothing(config.scenario, scale));
     let predictions = ensemble.predict(&query_input, smoothing, progress)?;
     let description = ModelDescription {
@@ -445,7 +455,7 @@ pub fn transfer(
         training: config.training.clone(),
         networks: ensemble.runs().to_vec(),
     };
-    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, query_graph, normalization })
+    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, normalization })
 }
 
 #[cfg(test)]
@@ -462,11 +472,17 @@ mod tests {
     }
 
     fn toy_transfer() -> (Transfer, CsrMatrix, Vec<String>) {
+        toy_transfer_of(0, DEFAULT_NETWORKS)
+    }
+
+    fn toy_transfer_of(seed: u64, networks: usize) -> (Transfer, CsrMatrix, Vec<String>) {
         let (reference, labels, query) = toy_pair(80, 60);
         let features: Vec<String> = (0..reference.n_cols()).map(|i| format!("gene{i}")).collect();
         let mut config = TransferConfig::preset(Scenario::RnaRna);
         config.training.max_steps = 30;
         config.training.batch_size = 32;
+        config.training.seed = seed;
+        config.networks = networks;
         let result = transfer(
             Side { matrix: &reference, features: &features },
             &labels,
@@ -514,6 +530,19 @@ mod tests {
             .fold(0f32, f32::max);
         assert!(max_diff < 1e-6, "probabilities differ by {max_diff}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_ensemble_is_the_average_of_the_single_network_transfers_of_its_seeds() {
+        let (joint, _, _) = toy_transfer_of(4, 2);
+        let [(first, _, _), (second, _, _)] = [4, 5].map(|seed| toy_transfer_of(seed, 1));
+        assert_eq!(joint.model.description.networks.iter().map(|r| r.seed).collect::<Vec<_>>(), [4, 5]);
+        let (p, a, b) = (&joint.predictions, &first.predictions, &second.predictions);
+        let mean_gap = |x: &[f32], y: &[f32], z: &[f32]| x.iter().zip(y).zip(z).map(|((x, y), z)| (x - (y + z) / 2.0).abs()).fold(0f32, f32::max);
+        assert!(mean_gap(p.probabilities.as_slice().unwrap(), a.probabilities.as_slice().unwrap(), b.probabilities.as_slice().unwrap()) < 1e-6);
+        assert!(mean_gap(&p.novelty, &a.novelty, &b.novelty) < 1e-5);
+        assert_eq!(p.embedding.slice(ndarray::s![.., ..64]), a.embedding);
+        assert_eq!(p.embedding.slice(ndarray::s![.., 64..]), b.embedding);
     }
 
     #[test]
