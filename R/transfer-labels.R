@@ -24,10 +24,12 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #' @param threshold Confidence (the highest type probability) below which a
 #'   cell is called `"Unknown"`.
 #' @param seed Seed of the run; the same seed gives the same result on a CPU.
-#'   The transfer trains `settings$networks` networks (default 3) with seeds
-#'   `seed`, `seed + 1`, ... and averages their predictions, which makes the
-#'   calls steadier and more accurate than one network's; `settings =
-#'   list(networks = 1)` trains a single network, three times faster.
+#'   Where a query cell carries little evidence of its own (RNA to ATAC, and
+#'   panels of at most 500 features such as proteins), the transfer trains
+#'   three networks with seeds `seed`, `seed + 1`, `seed + 2` and averages
+#'   their predictions, which makes the calls steadier and more accurate than
+#'   one network's; elsewhere it trains one. `settings = list(networks = n)`
+#'   sets the number (1 is three times faster than 3).
 #' @param device `"auto"` (a CUDA GPU when libtorch sees one), `"cpu"` or `"cuda"`.
 #' @param threads Compute threads (default: `getOption("cellpredx.threads")`,
 #'   else the number of physical cores).
@@ -269,7 +271,8 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   neighbours in the embedding, in each of three rounds; `NULL` (automatic)
 #'   gives 0.5 for the RNA to ATAC scenarios and for panels of at most 500
 #'   features (e.g. proteins), 0 otherwise; `networks`, how many networks are
-#'   trained (with consecutive seeds) and averaged.
+#'   trained (with consecutive seeds) and averaged: `NULL` (automatic) gives 3
+#'   where the smoothing is automatically on, 1 otherwise.
 #' @examples
 #' str(CellPredXPresets("rna_rna")$training)
 #' @export

@@ -7,9 +7,10 @@ test_that("a trained model predicts new cells, and identically after save and lo
                           settings = quick, threads = 2, verbose = FALSE)
   expect_s3_class(model, "CellPredXModel")
   expect_output(print(model), "rna_rna")
-  expect_equal(summary(model)$networks$steps, c(40, 40, 40))
-  expect_equal(nrow(model$history), 3 * 40)
-  expect_output(print(model), "3 networks of 40 steps")
+  # RNA -> RNA on 2,000 genes: one network by default.
+  expect_equal(summary(model)$networks$steps, 40)
+  expect_equal(nrow(model$history), 40)
+  expect_output(print(model), "1 network of 40 steps")
 
   shuffled <- later[rev(seq_len(nrow(later))), ]
   a <- predict(model, later, verbose = FALSE)

@@ -7,12 +7,11 @@ test_that("matrices in, a complete CellPredXResult out", {
   expect_identical(rownames(res$predictions), colnames(pair$query))
   expect_setequal(rownames(res$probabilities), unique(pair$ref_meta$cell_type))
   expect_equal(unname(colSums(res$probabilities)), rep(1, ncol(pair$query)), tolerance = 1e-5)
-  # Three networks (seeds 0, 1, 2) by default: embeddings side by side, histories one after another.
-  expect_equal(dim(res$embedding), c(ncol(pair$query), 3 * 64L))
-  expect_equal(res$networks$seed, 0:2)
-  expect_equal(res$networks$steps, c(40, 40, 40))
-  expect_equal(res$history$network, rep(1:3, each = 40))
-  expect_equal(res$history$step, rep(1:40, 3))
+  # RNA -> RNA on 2,000 genes: one network by default (an ensemble goes with smoothing).
+  expect_equal(dim(res$embedding), c(ncol(pair$query), 64L))
+  expect_equal(res$networks$seed, 0)
+  expect_equal(res$history$network, rep(1L, 40))
+  expect_equal(res$history$step, 1:40)
   expect_identical(res$predictions$predicted.id == "Unknown", res$predictions$prediction.score.max < 0.95)
   expect_equal(res$settings$training$max_steps, 40)
   expect_identical(res$smoothing, 0)  # RNA -> RNA on 2,000 genes: not smoothed
@@ -32,12 +31,16 @@ test_that("the same seed gives the same labels; another seed another model", {
   a <- run(1)
   expect_identical(a$probabilities, run(1)$probabilities)
   expect_false(identical(a$probabilities, run(2)$probabilities))
-  single <- TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
-                           settings = c(quick, networks = 1), seed = 1, threads = 2, verbose = FALSE)
-  expect_equal(ncol(single$embedding), 64)
-  expect_equal(single$networks$seed, 1)
-  # The ensemble's first network is this one: its embedding is the first 64 columns.
-  expect_equal(unname(a$embedding[, 1:64]), unname(single$embedding), tolerance = 1e-6)
+  # An ensemble of two: seeds 1 and 2, embeddings side by side, histories one after another,
+  # probabilities the mean of the single networks' of those seeds.
+  joint <- TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                          settings = c(quick, networks = 2), seed = 1, threads = 2, verbose = FALSE)
+  expect_equal(joint$networks$seed, 1:2)
+  expect_equal(dim(joint$embedding), c(ncol(pair$query), 2 * 64L))
+  expect_equal(joint$history$network, rep(1:2, each = 40))
+  expect_equal(unname(joint$embedding[, 1:64]), unname(a$embedding), tolerance = 1e-6)
+  expect_equal(joint$probabilities, (a$probabilities + run(2)$probabilities) / 2, tolerance = 1e-5)
+  expect_output(print(joint), "2 networks of 40 steps")
 })
 
 test_that("Seurat objects get the documented columns, assay, reduction and record", {
@@ -53,10 +56,10 @@ test_that("Seurat objects get the documented columns, assay, reduction and recor
   expect_identical(out$predicted.id[confident], out$predicted.best.type[confident])
   expect_true(all(out$predicted.id[!confident] == "Unknown"))
   expect_true("prediction.scores.cellpredx" %in% SeuratObject::Assays(out))
-  expect_equal(dim(SeuratObject::Embeddings(out, "cellpredx")), c(100L, 3 * 64L))
+  expect_equal(dim(SeuratObject::Embeddings(out, "cellpredx")), c(100L, 64L))
   record <- SeuratObject::Misc(out, "CellPredX")
-  expect_equal(nrow(record$history), 3 * 40)
-  expect_equal(nrow(record$networks), 3)
+  expect_equal(nrow(record$history), 40)
+  expect_equal(nrow(record$networks), 1)
   expect_identical(record$scenario, "rna_rna")
   # A subset of the annotated cells is evaluated and plotted from its own metadata.
   keep <- rev(seq_len(ncol(out)))[1:60]
@@ -89,7 +92,7 @@ test_that("SingleCellExperiment objects get colData, reducedDim and metadata", {
   out <- TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE)
   expect_true(all(c("predicted.id", "predicted.best.type", "prediction.score.max", "predicted.novelty") %in%
                     names(SummarizedExperiment::colData(out))))
-  expect_equal(dim(SingleCellExperiment::reducedDim(out, "CellPredX")), c(100L, 3 * 64L))
+  expect_equal(dim(SingleCellExperiment::reducedDim(out, "CellPredX")), c(100L, 64L))
   expect_equal(dim(S4Vectors::metadata(out)$CellPredX$probabilities), c(length(unique(pair$ref_meta$cell_type)), 100L))
 })
 

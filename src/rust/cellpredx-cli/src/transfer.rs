@@ -58,7 +58,8 @@ pub struct TransferArgs {
     /// (0 = none; default: 0.5 for RNA → ATAC and for panels of at most 500 features, else 0).
     #[arg(long)]
     smoothing: Option<f64>,
-    /// Networks trained with consecutive seeds from --seed, their predictions averaged (default 3; 1 is fastest).
+    /// Networks trained with consecutive seeds from --seed, their predictions averaged (default: 3
+    /// for RNA → ATAC and for panels of at most 500 features, else 1).
     #[arg(long)]
     networks: Option<usize>,
     /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
@@ -189,7 +190,7 @@ impl TransferArgs {
         set(&mut t.l1_weight, self.l1_weight);
         set(&mut config.threshold, self.threshold);
         config.smoothing = self.smoothing.or(config.smoothing);
-        config.networks = self.networks.unwrap_or(config.networks);
+        config.networks = self.networks.or(config.networks);
         t.max_steps = self.max_steps.unwrap_or(t.max_steps);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         set(&mut t.center_warmup, self.center_warmup);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::Tensor;
 
-/// Networks per transfer unless the settings say otherwise.
+/// Networks of a transfer where it uses an ensemble (`transfer::auto_networks`).
 pub const DEFAULT_NETWORKS: usize = 3;
 
 /// More networks than this cost training time for no measurable gain.
