@@ -119,11 +119,20 @@ impl Ensemble {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::progress::{ProgressEvent, Silent};
     use crate::train::tests::{small_config, toy_graph, toy_pair};
     use tch::Device;
+
+    /// `networks` networks trained by `config` on the toy pair of `n_reference` and `n_query`
+    /// cells, and the toy query.
+    pub(crate) fn toy_ensemble(n_reference: usize, n_query: usize, config: &TrainingConfig, networks: usize) -> (Ensemble, crate::sparse::CsrMatrix) {
+        let (reference, labels, query) = toy_pair(n_reference, n_query);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        (Ensemble::train(&vec![data; networks], config, Compute::on(Device::Cpu), &mut Silent).unwrap(), query)
+    }
 
     struct Stages(Vec<String>);
 

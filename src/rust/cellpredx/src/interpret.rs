@@ -314,21 +314,18 @@ mod tests {
     use super::*;
     use crate::labels::Labels;
     use crate::progress::Silent;
+    use crate::ensemble::tests::toy_ensemble;
     use crate::rng::SplitMix64;
-    use crate::train::tests::{small_config, toy_graph, toy_pair};
+    use crate::train::tests::{small_config, toy_graph};
     use crate::train::{Compute, TrainingConfig, TrainingData};
     use tch::Device;
 
-    fn toy_ensemble(seed: u64, networks: usize) -> (Ensemble, CsrMatrix) {
-        let (reference, labels, query) = toy_pair(120, 90);
-        let graph = toy_graph(&query);
-        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let config = TrainingConfig { seed, ..small_config(60) };
-        (Ensemble::train(&vec![data; networks], &config, Compute::on(Device::Cpu), &mut Silent).unwrap(), query)
+    fn seeded_ensemble(seed: u64, networks: usize) -> (Ensemble, CsrMatrix) {
+        toy_ensemble(120, 90, &TrainingConfig { seed, ..small_config(60) }, networks)
     }
 
     fn toy_model() -> (Ensemble, CsrMatrix) {
-        toy_ensemble(0, 1)
+        seeded_ensemble(0, 1)
     }
 
     /// Every feature of every cell: attributions with a top list as long as the feature count.
@@ -372,10 +369,10 @@ mod tests {
 
     #[test]
     fn an_ensembles_attributions_are_the_mean_of_its_networks() {
-        let (ensemble, query) = toy_ensemble(0, 2);
+        let (ensemble, query) = seeded_ensemble(0, 2);
         let config = IntegratedGradientsConfig { cell_features: query.n_cols(), target: Target::Class(0), ..Default::default() };
         let joint = ensemble.integrated_gradients(&query, &config, &mut Silent).unwrap();
-        let [first, second] = [0, 1].map(|seed| toy_ensemble(seed, 1).0.integrated_gradients(&query, &config, &mut Silent).unwrap());
+        let [first, second] = [0, 1].map(|seed| seeded_ensemble(seed, 1).0.integrated_gradients(&query, &config, &mut Silent).unwrap());
         for (cell, ((j, a), b)) in dense_attributions(&joint).iter().zip(dense_attributions(&first)).zip(dense_attributions(&second)).enumerate() {
             for ((x, y), z) in j.iter().zip(&a).zip(&b) {
                 assert!((x - (y + z) / 2.0).abs() < 1e-5, "cell {cell}: {x} vs the mean of {y} and {z}");

@@ -192,11 +192,10 @@ impl Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ensemble::tests::toy_ensemble;
     use crate::progress::Silent;
-    use crate::train::tests::{small_config, toy_graph, toy_pair};
-    use crate::train::{Compute, TrainingData};
+    use crate::train::tests::small_config;
     use ndarray::array;
-    use tch::Device;
 
     #[test]
     fn unknown_below_the_threshold() {
@@ -216,10 +215,7 @@ mod tests {
 
     #[test]
     fn a_trained_model_separates_the_toy_types_and_predicts_deterministically() {
-        let (reference, labels, query) = toy_pair(120, 90);
-        let graph = toy_graph(&query);
-        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let model = Ensemble::train(&vec![data; 1], &small_config(60), Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let (model, query) = toy_ensemble(120, 90, &small_config(60), 1);
         let predictions = model.predict(&query, 0.0, &mut Silent).unwrap();
         assert_eq!(predictions.probabilities.dim(), (90, 2));
         assert_eq!(predictions.embedding.dim(), (90, 64));
@@ -256,10 +252,7 @@ mod tests {
 
     #[test]
     fn an_ensemble_averages_its_networks_and_puts_their_embeddings_side_by_side() {
-        let (reference, labels, query) = toy_pair(100, 70);
-        let graph = toy_graph(&query);
-        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let ensemble = Ensemble::train(&vec![data; 2], &small_config(40), Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let (ensemble, query) = toy_ensemble(100, 70, &small_config(40), 2);
         let predictions = ensemble.predict(&query, 0.5, &mut Silent).unwrap();
         let scores = [0, 1].map(|i| ensemble.members()[i].cell_scores(&query, &mut |_| Ok(())).unwrap());
         assert_ne!(scores[0].probabilities, scores[1].probabilities, "the networks differ");
