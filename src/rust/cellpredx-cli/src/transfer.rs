@@ -369,8 +369,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
     write_predictions(&args.out, &query.cells, &result.predictions, config.threshold)?;
     let labels_out = result.predictions.labels(config.threshold);
     let header = ["network", "step", "learning_rate", "total", "cross_entropy", "projection", "l1", "alignment", "contrastive", "center"];
-    let members = result.model.ensemble.members();
-    let rows = members.iter().enumerate().flat_map(|(i, m)| m.history.iter().map(move |r| (i + 1, r))).map(|(network, r)| {
+    let rows = result.model.ensemble.history().map(|(network, r)| {
         vec![
             network.to_string(),
             r.step.to_string(),
@@ -415,8 +414,8 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "done in {:.1} s (fit + predict {:.1} s, {} network{}, {steps} steps); results in {}",
         started.elapsed().as_secs_f64(),
         fit_seconds,
-        members.len(),
-        if members.len() == 1 { "" } else { "s" },
+        result.model.description.networks.len(),
+        if result.model.description.networks.len() == 1 { "" } else { "s" },
         args.out.display()
     ));
     Ok(())

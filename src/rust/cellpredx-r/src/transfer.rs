@@ -100,17 +100,10 @@ fn transfer_(
         )
         .map_err(r_err)?;
 
-        let history: Vec<(i32, &cellpredx::train::StepRecord)> = result
-            .model
-            .ensemble
-            .members()
-            .iter()
-            .enumerate()
-            .flat_map(|(i, m)| m.history.iter().map(move |r| (i as i32 + 1, r)))
-            .collect();
+        let history: Vec<(usize, &cellpredx::train::StepRecord)> = result.model.ensemble.history().collect();
         let column = |f: &dyn Fn(&cellpredx::train::StepRecord) -> Option<f64>| -> Vec<Option<f64>> { history.iter().map(|(_, r)| f(r)).collect() };
         let history = list!(
-            network = history.iter().map(|(network, _)| *network).collect::<Vec<_>>(),
+            network = history.iter().map(|(network, _)| *network as i32).collect::<Vec<_>>(),
             step = history.iter().map(|(_, r)| r.step as i32).collect::<Vec<_>>(),
             learning_rate = column(&|r| Some(r.learning_rate)),
             total = column(&|r| Some(r.total)),

@@ -4,15 +4,14 @@
 //!
 //! A single network's calls on the benchmark pairs move with the seed — on P6 one seed calls an
 //! alpha cell gamma and another does not — because each network settles in its own minimum of
-//! the five losses. The average of three is steadier and, measured over three seeds each
-//! (bench/NOTES.md), more accurate: P1 0.587 / 0.349 → 0.601 / 0.363 (accuracy / macro-F1),
-//! P2 0.598 / 0.334 → 0.615 / 0.343, P6 0.996 / 0.986 → 1.000 / 1.000; P4 up slightly, P5 level.
-//! Training time grows with the number of networks.
+//! the five losses. Where that matters a transfer trains three and averages them
+//! (`transfer::auto_networks` has the measured effect). Training time grows with the number of
+//! networks.
 
 use crate::error::{CellPredXError, Result};
 use crate::model::NetworkShape;
 use crate::progress::{ProgressSink, Relabel};
-use crate::train::{train, Compute, StopReason, TrainedModel, TrainingConfig, TrainingData};
+use crate::train::{train, Compute, StepRecord, StopReason, TrainedModel, TrainingConfig, TrainingData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::Tensor;
@@ -81,6 +80,12 @@ impl Ensemble {
 
     pub fn runs(&self) -> &[NetworkRun] {
         &self.runs
+    }
+
+    /// Every network's training steps, one network after another, each with its network's
+    /// number (from 1). Empty for a loaded ensemble: files keep no history.
+    pub fn history(&self) -> impl Iterator<Item = (usize, &StepRecord)> {
+        self.members.iter().enumerate().flat_map(|(i, m)| m.history.iter().map(move |r| (i + 1, r)))
     }
 
     /// Writes every network's variables into one safetensors file, each name prefixed with
@@ -155,6 +160,8 @@ pub(crate) mod tests {
         let ensemble = Ensemble::train(&vec![data; 2], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
         assert_eq!(stages.0, ["training network 1 of 2", "training network 2 of 2"]);
         assert_eq!(ensemble.runs().iter().map(|r| r.seed).collect::<Vec<_>>(), [5, 6]);
+        let numbered: Vec<usize> = ensemble.history().map(|(network, _)| network).collect();
+        assert_eq!(numbered, [vec![1; 30], vec![2; 30]].concat());
         for (member, seed) in ensemble.members().iter().zip([5, 6]) {
             let single = train(&data, &TrainingConfig { seed, ..config.clone() }, Compute::on(Device::Cpu), &mut Silent).unwrap();
             assert_eq!(single.history, member.history, "seed {seed}");

@@ -106,7 +106,7 @@ pub struct TransferConfig {
     /// Confidence below which a cell is called "Unknown".
     pub threshold: f64,
     /// Share of each cell's class probabilities taken from its neighbours in the embedding,
-    /// in each of `SMOOTHING_STEPS` rounds (0 = none; `TrainedModel::predict`); `None` chooses
+    /// in each of `SMOOTHING_STEPS` rounds (0 = none; `Ensemble::predict`); `None` chooses
     /// by `auto_smoothing`.
     pub smoothing: Option<f64>,
     /// Networks trained with consecutive seeds whose predictions are averaged (`ensemble`);
@@ -152,10 +152,10 @@ fn auto_smoothing(scenario: Scenario, scaled: bool) -> f64 {
 }
 
 /// The networks `networks: None` gives: `DEFAULT_NETWORKS` where a cell carries little evidence
-/// of its own, one otherwise. Measured (3 seeds, ensemble of 3 against one network): P1
-/// 0.587 / 0.349 → 0.600 / 0.363, P2 0.598 / 0.334 → 0.613 / 0.341, P4 0.926 / 0.937 →
-/// 0.929 / 0.940, P6 0.996 / 0.986 → 0.999 / 0.998; P5 0.850 / 0.679 → 0.848 / 0.672 (fewer
-/// CD8 T cells found), P3 0.713 / 0.407 → 0.714 / 0.411.
+/// of its own, one otherwise. Measured (3 seeds, accuracy / macro-F1, ensemble of 3 against one
+/// network; bench/NOTES.md): P1 0.587 / 0.349 → 0.602 / 0.365, P2 0.598 / 0.334 → 0.618 / 0.347,
+/// P4 0.926 / 0.937 → 0.928 / 0.940, P6 0.996 / 0.986 → 0.999 / 0.998; P5 0.850 / 0.679 →
+/// 0.848 / 0.672 (fewer CD8 T cells found), P3 0.713 / 0.407 → 0.716 / 0.409 (seed 0).
 fn auto_networks(scenario: Scenario, scaled: bool) -> usize {
     if little_evidence_per_cell(scenario, scaled) {
         DEFAULT_NETWORKS
