@@ -10,7 +10,8 @@
 # The loss ablation variants run on P1-P4 only (each removes one loss: no_pr removes projection
 # regularisation and its L1 penalty; sc_raw keeps every loss but weighs the center loss with the
 # raw attention weights instead of weights normalised to mean 1). `single` trains one network
-# instead of the default ensemble of three: the speed of one training, and what the ensemble adds.
+# where the default trains an ensemble of three (RNA -> ATAC, small panels): the speed of one
+# training, and what the ensemble adds.
 
 source("bench/common.R")
 source("bench/harness.R")
