@@ -272,7 +272,13 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   gives 0.5 for the RNA to ATAC scenarios and for panels of at most 500
 #'   features (e.g. proteins), 0 otherwise; `networks`, how many networks are
 #'   trained (with consecutive seeds) and averaged: `NULL` (automatic) gives 3
-#'   where the smoothing is automatically on, 1 otherwise.
+#'   where the smoothing is automatically on, 1 otherwise. Two more settings
+#'   are `NULL` (automatic) because they depend on the data as well as the
+#'   scenario: `training$contrastive_weight` gives 1.2 for RNA to ATAC, 0.1 for
+#'   `atac_atac`, 0.5 for `rna_rna` and 0.8 for `rna_rna` panels of at most 500
+#'   features; `preprocess$graph_metric` gives `"manhattan"` where the
+#'   smoothing is automatically on and `"cosine"` elsewhere. The values a
+#'   transfer used are in its model's `training` settings.
 #' @examples
 #' str(CellPredXPresets("rna_rna")$training)
 #' @export

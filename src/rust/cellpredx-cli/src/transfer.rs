@@ -62,7 +62,7 @@ pub struct TransferArgs {
     /// for RNA → ATAC and for panels of at most 500 features, else 1).
     #[arg(long)]
     networks: Option<usize>,
-    /// auto, lognormalize, log1p, binarize or none (default: the scenario's).
+    /// auto, lognormalize, clr, log1p, binarize or none (default: the scenario's).
     #[arg(long)]
     normalization: Option<String>,
     /// Z-score every feature (dense: meant for small panels; the default scales up to 500 shared features).
@@ -74,7 +74,8 @@ pub struct TransferArgs {
     /// Use only the top N highly variable features of each side that both share.
     #[arg(long)]
     variable_features: Option<usize>,
-    /// manhattan or cosine, for the query's neighbour graph.
+    /// manhattan or cosine, for the query's neighbour graph (default: Manhattan for RNA → ATAC
+    /// and for panels of at most 500 features, else cosine).
     #[arg(long)]
     graph_metric: Option<String>,
     #[arg(long)]
@@ -86,7 +87,8 @@ pub struct TransferArgs {
     /// 0 = draw reference cells uniformly, 1 = every type equally often.
     #[arg(long)]
     class_balance: Option<f64>,
-    /// α, weight of the neighbourhood contrastive loss.
+    /// α, weight of the neighbourhood contrastive loss (default: 1.2 for RNA → ATAC, 0.1 for
+    /// atac_atac, 0.5 for rna_rna and 0.8 for panels of at most 500 features).
     #[arg(long)]
     contrastive_weight: Option<f64>,
     /// β, weight of the feature alignment loss.
@@ -171,7 +173,7 @@ impl TransferArgs {
         }
         p.variable_features = self.variable_features;
         if let Some(m) = &self.graph_metric {
-            p.graph_metric = m.parse::<Metric>()?;
+            p.graph_metric = Some(m.parse::<Metric>()?);
         }
         let t = &mut config.training;
         t.seed = self.seed;
@@ -182,7 +184,7 @@ impl TransferArgs {
         };
         set(&mut t.learning_rate, self.learning_rate);
         set(&mut t.class_balance, self.class_balance);
-        set(&mut t.contrastive_weight, self.contrastive_weight);
+        t.contrastive_weight = self.contrastive_weight.or(t.contrastive_weight);
         set(&mut t.alignment_weight, self.alignment_weight);
         set(&mut t.center_weight, self.center_weight);
         set(&mut t.temperature, self.temperature);

@@ -115,6 +115,18 @@ pub fn normalize_log1p(m: &CsrMatrix, scale: f32) -> CsrMatrix {
     })
 }
 
+/// Centred log-ratio per cell, as Seurat's `NormalizeData(method = "CLR", margin = 2)`:
+/// ln(1 + x / g) with g = exp(mean of ln(1 + x) over every feature, zeros included). The usual
+/// normalisation of antibody (protein) counts, where a few abundant tags dominate the library
+/// size that `normalize_log1p` divides by.
+pub fn normalize_clr(m: &CsrMatrix) -> CsrMatrix {
+    let n_features = m.n_cols().max(1) as f64;
+    map_rows(m, |vals| {
+        let geometric_mean = (vals.iter().map(|&v| (v as f64).ln_1p()).sum::<f64>() / n_features).exp();
+        vals.iter().map(|&v| ((v as f64) / geometric_mean).ln_1p() as f32).collect()
+    })
+}
+
 pub fn log1p(m: &CsrMatrix) -> CsrMatrix {
     map_rows(m, |vals| vals.iter().map(|v| v.ln_1p()).collect())
 }
@@ -639,6 +651,17 @@ mod tests {
         assert_close(&densify(&m), &want, 1e-6);
         let want = [l(1.0), 0.0, l(3.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, l(2.0), l(2.0), 0.0, l(4.0), 0.0];
         assert_close(&densify(&log1p(&counts())), &want, 1e-6);
+    }
+
+    #[test]
+    fn centred_log_ratio_by_hand() {
+        // Row 0 holds 1 and 3 among 5 features: g = exp((ln 2 + ln 4) / 5); row 1 stays empty.
+        let m = normalize_clr(&counts());
+        let l = |x: f64| x.ln_1p();
+        let g0 = ((2f64.ln() + 4f64.ln()) / 5.0).exp();
+        let g2 = ((3f64.ln() + 3f64.ln() + 5f64.ln()) / 5.0).exp();
+        let want = [l(1.0 / g0), 0.0, l(3.0 / g0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, l(2.0 / g2), l(2.0 / g2), 0.0, l(4.0 / g2), 0.0];
+        assert_close(&densify(&m), &want, 1e-6);
     }
 
     #[test]
