@@ -15,6 +15,13 @@ test_that("matrices in, a complete CellPredXResult out", {
   expect_identical(res$predictions$predicted.id == "Unknown", res$predictions$prediction.score.max < 0.95)
   expect_equal(res$settings$training$max_steps, 40)
   expect_identical(res$smoothing, 0)  # RNA -> RNA on 2,000 genes: not smoothed
+  # The automatic choices are recorded as made: a whole transcriptome gets a cosine query graph
+  # and the rna_rna contrastive weight for unscaled data.
+  expect_null(CellPredXPresets("rna_rna")$training$contrastive_weight)
+  expect_equal(res$settings$training$contrastive_weight, 0.5)
+  expect_equal(res$settings$preprocess$graph_metric, "cosine")
+  expect_equal(res$settings$networks, 1)
+  expect_equal(summary(res$model)$training$contrastive_weight, 0.5)
   # FACS-sorted B cells are the easy part of this pair: most are found even after 40 steps.
   b <- pair$query_meta$cell_type == "B cells"
   expect_gt(mean(res$predictions$best.type[b] == "B"), 0.8)
@@ -41,6 +48,14 @@ test_that("the same seed gives the same labels; another seed another model", {
   expect_equal(unname(joint$embedding[, 1:64]), unname(a$embedding), tolerance = 1e-6)
   expect_equal(joint$probabilities, (a$probabilities + run(2)$probabilities) / 2, tolerance = 1e-5)
   expect_output(print(joint), "2 networks of 40 steps")
+  # A user's choice overrides the automatic one; CLR is there for antibody panels.
+  chosen <- TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                           settings = c(quick, contrastive_weight = 0.2, graph_metric = "manhattan", normalization = "clr"),
+                           seed = 1, threads = 2, verbose = FALSE)
+  expect_equal(chosen$settings$training$contrastive_weight, 0.2)
+  expect_equal(chosen$settings$preprocess$graph_metric, "manhattan")
+  expect_equal(chosen$normalization, c("clr", "clr"))
+  expect_false(isTRUE(all.equal(chosen$probabilities, a$probabilities)))
 })
 
 test_that("Seurat objects get the documented columns, assay, reduction and record", {
@@ -131,6 +146,8 @@ test_that("bad input gets a clear error naming the argument", {
   expect_error(go(scenario = "rna_rna", settings = list(max_steps = "many")), "wrong type")
   expect_error(go(scenario = "rna_rna", settings = list(smoothing = 1)), "smoothing must be at least 0 and below 1")
   expect_error(go(scenario = "rna_rna", settings = list(networks = 0)), "networks must be 1 to 20, not 0")
+  expect_error(go(scenario = "rna_rna", settings = list(normalization = "clr2")), "wrong type")
+  expect_error(go(scenario = "rna_rna", settings = c(quick, contrastive_weight = -1)), "contrastive_weight must be a finite number >= 0")
   expect_error(go(ref = "counts", scenario = "rna_rna"), "dgCMatrix")
   if (!CellPredXInfo()$cuda_available) {
     expect_error(rna(device = "cuda"), "sees no CUDA device")

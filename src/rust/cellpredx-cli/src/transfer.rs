@@ -406,7 +406,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
         "peak_rss_mb": peak_rss_mb(),
         "unknown_cells": labels_out.iter().filter(|l| **l == cellpredx::predict::UNKNOWN).count(),
-        "config": config,
+        "config": result.config,
     });
     if let Some(dir) = &args.save_model {
         result.model.save(dir)?;

@@ -114,7 +114,7 @@ fn transfer_(
             contrastive = column(&|r| r.contrastive),
             center = column(&|r| r.center)
         );
-        let resolved = serde_json::to_string(&config).map_err(json_error)?;
+        let resolved = serde_json::to_string(&result.config).map_err(json_error)?;
         let description = serde_json::to_string(&result.model.description).map_err(json_error)?;
         Ok(list!(
             predictions = predictions_to_r(&result.predictions),

@@ -229,6 +229,8 @@ pub struct Transfer {
     pub model: TransferModel,
     pub predictions: Predictions,
     pub normalization: [Normalization; 2],
+    /// The configuration as run: every `None` (automatic) setting replaced by its choice.
+    pub config: TransferConfig,
 }
 
 /// What a fitted model needs beside its weights to annotate new cells; saved as `model.json`.
@@ -522,7 +524,14 @@ pub fn transfer(
         training,
         networks: ensemble.runs().to_vec(),
     };
-    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, normalization })
+    let config = TransferConfig {
+        preprocess: PreprocessConfig { scale: Some(scale), graph_metric: Some(metric), ..config.preprocess.clone() },
+        training: description.training.clone(),
+        smoothing: Some(smoothing),
+        networks: Some(networks),
+        ..config.clone()
+    };
+    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, normalization, config })
 }
 
 #[cfg(test)]
@@ -602,11 +611,14 @@ mod tests {
     }
 
     #[test]
-    fn the_model_records_the_contrastive_weight_it_was_trained_with() {
+    fn a_transfer_records_every_automatic_choice_it_made() {
         // The toy panel of 120 features is scaled, so the rna_rna preset's open weight becomes 0.8.
         let (result, _, _) = toy_transfer();
         assert_eq!(TransferConfig::preset(Scenario::RnaRna).training.contrastive_weight, None);
         assert_eq!(result.model.description.training.contrastive_weight, Some(0.8));
+        let run = &result.config;
+        assert_eq!((run.smoothing, run.networks, run.preprocess.scale), (Some(0.5), Some(DEFAULT_NETWORKS), Some(true)));
+        assert_eq!((run.preprocess.graph_metric, run.training.contrastive_weight), (Some(Metric::Manhattan), Some(0.8)));
     }
 
     #[test]
