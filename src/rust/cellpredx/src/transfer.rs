@@ -483,9 +483,18 @@ pub fn transfer(
     let scale = config.preprocess.scale.unwrap_or(matched.names.len() <= SCALE_AUTO_MAX_FEATURES);
     let networks = config.networks.unwrap_or_else(|| auto_networks(config.scenario, scale));
     let metric = config.preprocess.graph_metric.unwrap_or_else(|| auto_graph_metric(config.scenario, scale));
-    let training = TrainingConfig {
-        contrastive_weight: Some(config.training.contrastive_weight.unwrap_or_else(|| auto_contrastive_weight(config.scenario, scale))),
-        ..config.training.clone()
+    let smoothing = config.smoothing.unwrap_or_else(|| auto_smoothing(config.scenario, scale));
+    // Every automatic choice, made once: what the networks are trained with and what the
+    // caller is told was run.
+    let run = TransferConfig {
+        preprocess: PreprocessConfig { scale: Some(scale), graph_metric: Some(metric), ..config.preprocess.clone() },
+        training: TrainingConfig {
+            contrastive_weight: Some(config.training.contrastive_weight.unwrap_or_else(|| auto_contrastive_weight(config.scenario, scale))),
+            ..config.training.clone()
+        },
+        smoothing: Some(smoothing),
+        networks: Some(networks),
+        ..config.clone()
     };
     // Each network's neighbour graph comes from a reduction with its own seed, so that the i-th
     // network is the one a single-network transfer with seed + i trains; a given embedding has
@@ -495,7 +504,7 @@ pub fn transfer(
         None => (0..networks)
             .map(|i| {
                 let mut sink = Relabel::stage(progress, "neighbour graph", (networks > 1).then(|| format!("neighbour graph {} of {networks}", i + 1)));
-                query_graph(&query_raw, &query_input, &config.preprocess, metric, training.seed.wrapping_add(i as u64), &mut sink)
+                query_graph(&query_raw, &query_input, &config.preprocess, metric, run.training.seed.wrapping_add(i as u64), &mut sink)
             })
             .collect::<Result<Vec<_>>>()?,
     };
@@ -507,8 +516,7 @@ pub fn transfer(
     let data: Vec<TrainingData<'_>> = (0..networks)
         .map(|i| TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &graphs[i.min(graphs.len() - 1)] })
         .collect();
-    let ensemble = Ensemble::train(&data, &training, compute, progress)?;
-    let smoothing = config.smoothing.unwrap_or_else(|| auto_smoothing(config.scenario, scale));
+    let ensemble = Ensemble::train(&data, &run.training, compute, progress)?;
     let predictions = ensemble.predict(&query_input, smoothing, progress)?;
     let description = ModelDescription {
         format: MODEL_FORMAT,
@@ -521,17 +529,10 @@ pub fn transfer(
         scale,
         threshold: config.threshold,
         smoothing,
-        training,
+        training: run.training.clone(),
         networks: ensemble.runs().to_vec(),
     };
-    let config = TransferConfig {
-        preprocess: PreprocessConfig { scale: Some(scale), graph_metric: Some(metric), ..config.preprocess.clone() },
-        training: description.training.clone(),
-        smoothing: Some(smoothing),
-        networks: Some(networks),
-        ..config.clone()
-    };
-    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, normalization, config })
+    Ok(Transfer { model: TransferModel { ensemble, description }, predictions, normalization, config: run })
 }
 
 #[cfg(test)]
