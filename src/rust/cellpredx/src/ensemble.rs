@@ -157,7 +157,7 @@ pub(crate) mod tests {
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
         let config = TrainingConfig { seed: 5, ..small_config(30) };
         let mut stages = Stages(Vec::new());
-        let ensemble = Ensemble::train(&vec![data; 2], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
+        let ensemble = Ensemble::train(&[data; 2], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
         assert_eq!(stages.0, ["training network 1 of 2", "training network 2 of 2"]);
         assert_eq!(ensemble.runs().iter().map(|r| r.seed).collect::<Vec<_>>(), [5, 6]);
         let numbered: Vec<usize> = ensemble.history().map(|(network, _)| network).collect();
@@ -166,14 +166,14 @@ pub(crate) mod tests {
             let single = train(&data, &TrainingConfig { seed, ..config.clone() }, Compute::on(Device::Cpu), &mut Silent).unwrap();
             assert_eq!(single.history, member.history, "seed {seed}");
         }
-        let one = Ensemble::train(&vec![data; 1], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
+        let one = Ensemble::train(&[data], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
         assert_eq!(stages.0.last().unwrap(), "training", "a single network keeps the plain stage name");
         assert_eq!(one.members()[0].history, ensemble.members()[0].history);
 
         let path = std::env::temp_dir().join(format!("cellpredx-ensemble-{}.safetensors", std::process::id()));
         ensemble.save_weights(&path).unwrap();
         let load = |runs: &[NetworkRun]| Ensemble::load_weights(&path, ensemble.shape(), ensemble.classes(), &config, runs, Compute::on(Device::Cpu));
-        let loaded = load(&ensemble.runs()).unwrap();
+        let loaded = load(ensemble.runs()).unwrap();
         assert_eq!(loaded.runs(), ensemble.runs());
         for (a, b) in loaded.members().iter().zip(ensemble.members()) {
             for (name, t) in b.vs.variables() {

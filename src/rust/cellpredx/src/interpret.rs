@@ -434,7 +434,7 @@ mod tests {
         let labels = Labels::encode(names.iter().map(|s| Some(*s)), None).unwrap();
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
-        let model = Ensemble::train(&vec![data; 1], &small_config(150), Compute::on(Device::Cpu), &mut Silent).unwrap();
+        let model = Ensemble::train(&[data], &small_config(150), Compute::on(Device::Cpu), &mut Silent).unwrap();
         let config = IntegratedGradientsConfig { cell_features: 5, ..Default::default() };
         let a = model.integrated_gradients(&query, &config, &mut Silent).unwrap();
         let marked = a.classes.iter().position(|c| c == "marked").unwrap();
