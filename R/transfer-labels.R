@@ -272,7 +272,12 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   gives 0.5 for the RNA to ATAC scenarios and for panels of at most 500
 #'   features (e.g. proteins), 0 otherwise; `networks`, how many networks are
 #'   trained (with consecutive seeds) and averaged: `NULL` (automatic) gives 3
-#'   where the smoothing is automatically on, 1 otherwise. Two more settings
+#'   where the smoothing is automatically on, 1 otherwise; `prior_correction`,
+#'   the share (0 to 1) of the tilt toward small types that drawing reference
+#'   cells with `training$class_balance` gives the classifier which prediction
+#'   takes back, moving it toward the reference's composition (1 restores it
+#'   exactly): `NULL` (automatic) gives 0.5 for `rna_atac_matched`, whose query
+#'   is the reference's own cells, 0 otherwise. Two more settings
 #'   are `NULL` (automatic) because they depend on the data as well as the
 #'   scenario: `training$contrastive_weight` gives 1.2 for RNA to ATAC, 0.1 for
 #'   `atac_atac`, 0.5 for `rna_rna` and 0.8 for `rna_rna` panels of at most 500

@@ -21,6 +21,7 @@ test_that("matrices in, a complete CellPredXResult out", {
   expect_equal(res$settings$training$contrastive_weight, 0.5)
   expect_equal(res$settings$preprocess$graph_metric, "cosine")
   expect_equal(res$settings$networks, 1)
+  expect_equal(res$settings$prior_correction, 0)  # the query is not the reference's own cells
   expect_equal(summary(res$model)$training$contrastive_weight, 0.5)
   # FACS-sorted B cells are the easy part of this pair: most are found even after 40 steps.
   b <- pair$query_meta$cell_type == "B cells"
@@ -56,6 +57,15 @@ test_that("the same seed gives the same labels; another seed another model", {
   expect_equal(chosen$settings$preprocess$graph_metric, "manhattan")
   expect_equal(chosen$normalization, c("clr", "clr"))
   expect_false(isTRUE(all.equal(chosen$probabilities, a$probabilities)))
+  # A full prior correction turns the class-balanced prior (class_balance 0.5: cells drawn with
+  # weight n^-0.5) back into the reference's composition: p ~ p_balanced * n^0.5.
+  corrected <- TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                              settings = c(quick, prior_correction = 1), seed = 1, threads = 2, verbose = FALSE)
+  cells <- as.vector(table(pair$ref_meta$cell_type)[rownames(a$probabilities)])
+  expected <- a$probabilities * sqrt(cells)
+  expected <- sweep(expected, 2, colSums(expected), "/")
+  expect_equal(corrected$probabilities, expected, tolerance = 1e-4)
+  expect_equal(corrected$settings$prior_correction, 1)
 })
 
 test_that("Seurat objects get the documented columns, assay, reduction and record", {
@@ -148,6 +158,7 @@ test_that("bad input gets a clear error naming the argument", {
   expect_error(go(scenario = "rna_rna", settings = list(networks = 0)), "networks must be 1 to 20, not 0")
   expect_error(go(scenario = "rna_rna", settings = list(normalization = "clr2")), "wrong type")
   expect_error(go(scenario = "rna_rna", settings = c(quick, contrastive_weight = -1)), "contrastive_weight must be a finite number >= 0")
+  expect_error(go(scenario = "rna_rna", settings = c(quick, prior_correction = 1.5)), "prior_correction must be between 0 and 1, not 1.5")
   expect_error(go(ref = "counts", scenario = "rna_rna"), "dgCMatrix")
   if (!CellPredXInfo()$cuda_available) {
     expect_error(rna(device = "cuda"), "sees no CUDA device")
@@ -159,6 +170,7 @@ test_that("presets list every setting", {
   expect_equal(preset$training$max_steps, 1000)
   expect_equal(preset$preprocess$graph_reduction, "lsi")
   expect_null(preset$smoothing)
+  expect_null(preset$prior_correction)
   expect_error(CellPredXPresets("peaks"), "must be one of")
 })
 

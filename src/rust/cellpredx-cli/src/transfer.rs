@@ -62,6 +62,11 @@ pub struct TransferArgs {
     /// for RNA → ATAC and for panels of at most 500 features, else 1).
     #[arg(long)]
     networks: Option<usize>,
+    /// Share (0 to 1) of the class-balanced sampling's tilt toward small types that prediction
+    /// takes back, toward the reference's composition (default: 0.5 for rna_atac_matched, whose
+    /// query is the reference's own cells, else 0).
+    #[arg(long)]
+    prior_correction: Option<f64>,
     /// auto, lognormalize, clr, log1p, binarize or none (default: the scenario's).
     #[arg(long)]
     normalization: Option<String>,
@@ -193,6 +198,7 @@ impl TransferArgs {
         set(&mut config.threshold, self.threshold);
         config.smoothing = self.smoothing.or(config.smoothing);
         config.networks = self.networks.or(config.networks);
+        config.prior_correction = self.prior_correction.or(config.prior_correction);
         t.max_steps = self.max_steps.unwrap_or(t.max_steps);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         set(&mut t.center_warmup, self.center_warmup);

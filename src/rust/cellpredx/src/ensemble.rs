@@ -10,6 +10,7 @@
 
 use crate::error::{CellPredXError, Result};
 use crate::model::NetworkShape;
+use crate::predict::check_prior_correction;
 use crate::progress::{ProgressSink, Relabel};
 use crate::train::{train, Compute, StepRecord, StopReason, TrainedModel, TrainingConfig, TrainingData};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,28 @@ impl Ensemble {
         }
         let runs = members.iter().map(|m| NetworkRun { seed: m.config.seed, steps: m.history.len(), stop: m.stop }).collect();
         Ok(Ensemble { members, runs })
+    }
+
+    /// Takes back `correction` (0 to 1) of the tilt toward small types that drawing reference
+    /// cells with `class_balance` b gave the classifiers: each class's logit moves by
+    /// correction · b · ln(its reference cells). Drawing cell i with weight nₖ^−b trains under
+    /// the prior nₖ^(1−b); correction 1 restores the reference's composition nₖ exactly (Bayes'
+    /// rule), 0 keeps the balanced prior. Predictions and attributions see the shift; training
+    /// never does, so it can be set again.
+    pub fn correct_priors(&mut self, class_cells: &[usize], correction: f64) -> Result<()> {
+        check_prior_correction(correction)?;
+        if class_cells.len() != self.classes().len() || class_cells.contains(&0) {
+            return Err(CellPredXError::invalid(format!(
+                "the prior correction needs the reference cells of each of the {} classes, got {class_cells:?}",
+                self.classes().len()
+            )));
+        }
+        for member in &mut self.members {
+            let tilt = correction * member.config.class_balance;
+            let offsets: Vec<f32> = class_cells.iter().map(|&n| (tilt * (n as f64).ln()) as f32).collect();
+            member.class_offsets = Tensor::f_from_slice(&offsets)?.f_to_device(member.compute.device)?;
+        }
+        Ok(())
     }
 
     pub fn members(&self) -> &[TrainedModel] {
@@ -186,6 +209,31 @@ pub(crate) mod tests {
         let err = load(&[]).err().unwrap().to_string();
         assert!(err.contains("networks must be 1 to 20, not 0"), "{err}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_prior_correction_moves_the_probabilities_toward_the_reference_composition() {
+        let config = TrainingConfig { class_balance: 0.5, ..small_config(20) };
+        let (mut ensemble, query) = toy_ensemble(100, 40, &config, 1);
+        let probabilities = |e: &Ensemble| e.predict(&query, 0.0, &mut Silent).unwrap().probabilities;
+        let balanced = probabilities(&ensemble);
+        let cells = [10, 90];
+        ensemble.correct_priors(&cells, 1.0).unwrap();
+        // Drawn with weight n^−0.5, the classes were seen in proportion n^0.5; undoing that
+        // fully gives p ∝ p_balanced · n^0.5.
+        for (b, a) in balanced.rows().into_iter().zip(probabilities(&ensemble).rows()) {
+            let tilted: Vec<f32> = b.iter().zip(cells).map(|(p, n)| p * (n as f32).sqrt()).collect();
+            let total: f32 = tilted.iter().sum();
+            for (t, a) in tilted.iter().zip(a) {
+                assert!((t / total - a).abs() < 1e-5, "{} against {a}", t / total);
+            }
+        }
+        ensemble.correct_priors(&cells, 0.0).unwrap();
+        assert_eq!(probabilities(&ensemble), balanced, "a correction of 0 is none");
+        let mut err = |cells: &[usize], c: f64| ensemble.correct_priors(cells, c).unwrap_err().to_string();
+        assert_eq!(err(&cells, 1.5), "prior_correction must be between 0 and 1, not 1.5");
+        assert!(err(&[10], 0.5).contains("reference cells of each of the 2 classes"));
+        assert!(err(&[0, 90], 0.5).contains("reference cells of each of the 2 classes"));
     }
 
     #[test]

@@ -180,8 +180,8 @@ impl TrainedModel {
         let path = start.f_unsqueeze(0)?.f_add(&chunk.alphas.f_mul(&end.f_sub(&start)?.f_unsqueeze(0)?)?)?.f_detach()?.set_requires_grad(true);
         let flat = path.f_view([points * cells, -1])?;
         let logits = match chunk.path_space {
-            PathSpace::Embedding => self.net.classify(&flat),
-            PathSpace::Input => self.net.forward(&flat).logits,
+            PathSpace::Embedding => self.class_logits(&flat)?,
+            PathSpace::Input => self.class_logits(&self.net.embed(&flat))?,
         };
         let probabilities = logits.f_softmax(-1, Kind::Float)?.f_view([points, cells, self.shape().n_classes])?;
         let targets = chunk.targets.f_view([1, cells, 1])?.f_expand([points, cells, 1], false)?;
@@ -265,7 +265,7 @@ impl Ensemble {
                 Target::Predicted => tch::no_grad(|| -> Result<Tensor> {
                     let mut sum = Tensor::f_zeros([c, k as i64], (Kind::Float, device))?;
                     for member in self.members() {
-                        sum = sum.f_add(&member.net.forward(&x).logits.f_softmax(-1, Kind::Float)?)?;
+                        sum = sum.f_add(&member.class_logits(&member.net.embed(&x))?.f_softmax(-1, Kind::Float)?)?;
                     }
                     Ok(sum.f_argmax(1, false)?)
                 })?,

@@ -81,6 +81,15 @@ pub fn check_smoothing(smoothing: f64) -> Result<()> {
     }
 }
 
+/// The prior correction is a share: 0 (the balanced prior) to 1 (the reference's composition).
+pub fn check_prior_correction(correction: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&correction) {
+        Ok(())
+    } else {
+        Err(CellPredXError::invalid(format!("prior_correction must be between 0 and 1, not {correction}")))
+    }
+}
+
 /// One network's view of the cells, before the networks are combined and the neighbour graph
 /// is built: row-major cells × classes probabilities and cells × embedding, and the per-cell scores.
 struct CellScores {
@@ -109,7 +118,7 @@ impl TrainedModel {
         for chunk in rows.chunks(CELLS_PER_CHUNK) {
             tch::no_grad(|| -> Result<()> {
                 let z = encoder.encode(query, chunk.to_vec(), false)?.z;
-                let logits = self.net.classify(&z);
+                let logits = self.class_logits(&z)?;
                 let best = logits.f_argmax(1, true)?;
                 let others = logits.f_scatter_value(1, &best, f64::NEG_INFINITY)?;
                 let doubt = others.f_logsumexp(&[1i64][..], false)?.f_sub(&logits.f_logsumexp(&[1i64][..], false)?)?;

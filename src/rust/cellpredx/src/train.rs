@@ -306,6 +306,9 @@ pub struct TrainedModel {
     /// Embeddings of the reference sample under the final weights (`open_set`), also a variable
     /// of `vs`.
     pub(crate) reference_sample: Tensor,
+    /// Added to the classifier's logits whenever the network predicts or is explained, never in
+    /// training (`Ensemble::correct_priors`); zero until set.
+    pub(crate) class_offsets: Tensor,
 }
 
 impl TrainedModel {
@@ -334,7 +337,14 @@ impl TrainedModel {
             Ok(())
         })?;
         vs.set_device(compute.device);
-        Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes, reference_sample })
+        let class_offsets = Tensor::f_zeros([shape.n_classes], (Kind::Float, compute.device))?;
+        Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes, reference_sample, class_offsets })
+    }
+
+    /// The class logits of embeddings as predictions see them: the classifier's plus the class
+    /// offsets.
+    pub(crate) fn class_logits(&self, embedding: &Tensor) -> Result<Tensor> {
+        Ok(self.net.classify(embedding).f_add(&self.class_offsets)?)
     }
 
     /// The class centers of the sparse center loss (classes × embedding), once it has run.
@@ -745,7 +755,20 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         reference_sample.f_copy_(&sample)?;
         Ok(())
     })?;
-    Ok(TrainedModel { vs, net, classes: data.labels.classes().to_vec(), config: config.clone(), history, stop, compute, centers, prototypes, reference_sample })
+    let class_offsets = Tensor::f_zeros([shape.n_classes], (Kind::Float, device))?;
+    Ok(TrainedModel {
+        vs,
+        net,
+        classes: data.labels.classes().to_vec(),
+        config: config.clone(),
+        history,
+        stop,
+        compute,
+        centers,
+        prototypes,
+        reference_sample,
+        class_offsets,
+    })
 }
 
 /// The cells of the center loss: all reference cells with their labels, and the query cells of
