@@ -104,10 +104,11 @@ pub fn neighbourhood_contrastive(z_cells: &Tensor, z_neighbours: &Tensor, temper
         return Err(CellPredXError::invalid(format!("the temperature must be positive, not {temperature}")));
     }
     let z = unit_rows(&Tensor::f_cat(&[z_cells, z_neighbours], 0)?)?;
-    let similarity = z.f_mm(&z.f_tr()?)?.f_div_scalar(temperature)?;
-    // A cell is never its own negative: its self-similarity is masked out of the softmax.
-    let self_mask = Tensor::f_eye(2 * b, (Kind::Bool, z.device()))?;
-    let logits = similarity.f_masked_fill(&self_mask, f64::NEG_INFINITY)?;
+    let logits = z.f_mm(&z.f_tr()?)?.f_div_scalar(temperature)?;
+    // A cell is never its own negative: its self-similarity leaves the softmax. Filled in place
+    // (no gradient flows to it), which spares a mask the size of the whole matrix every step.
+    let mut self_similarity = logits.f_diagonal(0, 0, 1)?;
+    let _ = self_similarity.f_fill_(f64::NEG_INFINITY)?;
     let idx = Tensor::f_arange(b, (Kind::Int64, z.device()))?;
     let positives = Tensor::f_cat(&[idx.f_add_scalar(b)?, idx], 0)?;
     Ok(logits.f_cross_entropy_loss::<Tensor>(&positives, None, Reduction::Mean, -100, 0.0)?)
