@@ -30,7 +30,8 @@ check: setup
 
 # The benchmark against the peers (bench/run.R: CellPredX x 3 seeds, Seurat, SingleR, CellTypist
 # on P1-P6 in one run, ~31 min on 2 cores), the scale benchmark (bench/scale.R: 9,190, 100,000 and
-# 200,000 query cells, ~4 min), the thread timings and determinant genes, then the report
+# 200,000 query cells, ~4 min), the speed target of one training on P1 (bench/pairs.R --variants
+# single: 3 seeds, ~3 min, printed against 60 s and 1 GB), the thread timings and determinant genes, then the report
 # (bench/REPORT.md, bench/report/*.png, README's "How it compares"): 38 min in all on the 2-core VM
 # (2026-11-25). BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min
 # more), off by default to stay well inside the 90-minute budget. BENCH_ARGS go to bench/run.R, e.g. BENCH_ARGS="--pairs P1,P5".
@@ -39,6 +40,7 @@ bench: setup bench-cli
 	@$(WITH_ENV) Rscript bench/threads.R
 	@$(WITH_ENV) Rscript bench/run.R $(BENCH_ARGS)
 	@$(WITH_ENV) Rscript bench/scale.R
+	@$(WITH_ENV) Rscript bench/pairs.R --pairs P1 --variants single
 	@$(WITH_ENV) Rscript bench/interpret.R
 	@if [ "$(BENCH_ABLATION)" = 1 ]; then $(WITH_ENV) Rscript bench/pairs.R --pairs P1,P2,P3,P4 --variants no_fa,no_cl,no_sc,no_pr,sc_raw; fi
 	@$(MAKE) --no-print-directory bench-report

@@ -93,3 +93,13 @@ for (key in unique(paste(runs$pair, runs$variant))) {
   cat(sprintf("%-10s accuracy %s  macro-F1 %s  AUROC %s  %5.1f s  %4.0f MB max\n", key, ms(r$accuracy),
               ms(r$macro_f1), ms(r$auroc), mean(r$seconds), max(r$peak_rss_mb)))
 }
+
+# The speed target of one training on P1 (up to 3,000 steps, plus prediction): at most 60 s and
+# under 1 GB of peak memory for the whole `cellpredx transfer` process, on every seed.
+single_p1 <- runs[runs$pair == "P1" & runs$variant == "single", ]
+if (nrow(single_p1)) {
+  met <- function(ok) if (ok) "met" else "NOT met"
+  cat(sprintf("\nP1, one network, training + prediction (whole process): %s s (slowest %.1f s; target <= 60 s: %s); peak %.0f MB (target < 1024 MB: %s)\n",
+              paste(sprintf("%.1f", single_p1$seconds), collapse = ", "), max(single_p1$seconds), met(max(single_p1$seconds) <= 60),
+              max(single_p1$peak_rss_mb), met(max(single_p1$peak_rss_mb) < 1024)))
+}
