@@ -29,7 +29,7 @@ enum Command {
         json: bool,
     },
     /// Transfer labels from an annotated reference to a query and write the predictions.
-    Transfer(transfer::TransferArgs),
+    Transfer(Box<transfer::TransferArgs>),
     /// Annotate cells with a model saved by `transfer --save-model`.
     Predict(transfer::PredictArgs),
     /// Determinant features of a saved model's predictions (Integrated Gradients).
@@ -78,7 +78,7 @@ fn run(cli: Cli) -> cellpredx::Result<()> {
             }
             Ok(())
         }
-        Command::Transfer(args) => transfer::run(args),
+        Command::Transfer(args) => transfer::run(*args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Predict(args) => transfer::predict(args),
         Command::Interpret(args) => interpret::run(args),

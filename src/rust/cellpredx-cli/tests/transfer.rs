@@ -176,7 +176,7 @@ fn a_saved_model_annotates_the_query_again() {
     let determinants = std::fs::read_to_string(explained.join("determinants.tsv")).unwrap();
     let rows: Vec<Vec<&str>> = determinants.lines().skip(1).map(|l| l.split('\t').collect()).collect();
     // Five per predicted type and ranking, ranks 1..=5, features from the model.
-    assert!(!rows.is_empty() && rows.len() % 5 == 0, "{} rows", rows.len());
+    assert!(!rows.is_empty() && rows.len().is_multiple_of(5), "{} rows", rows.len());
     assert!(rows.iter().all(|r| r.len() == 6 && (1..=5).contains(&r[2].parse::<usize>().unwrap())));
     assert!(rows.iter().any(|r| r[1] == "frequency") && rows.iter().any(|r| r[1] == "mean_attribution"));
     let per_cell = std::fs::read_to_string(explained.join("cell_top.tsv")).unwrap();

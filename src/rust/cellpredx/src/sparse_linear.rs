@@ -53,7 +53,7 @@ pub fn rows_coordinates(x: &CsrMatrix, rows: &[usize]) -> (Vec<i64>, Vec<i64>, V
     let (mut r_idx, mut c_idx, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
     for (i, &row) in rows.iter().enumerate() {
         let (indices, values) = x.row(row);
-        r_idx.extend(std::iter::repeat(i as i64).take(indices.len()));
+        r_idx.extend(std::iter::repeat_n(i as i64, indices.len()));
         c_idx.extend(indices.iter().map(|&c| c as i64));
         vals.extend_from_slice(values);
     }
