@@ -282,7 +282,10 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   scenario: `training$contrastive_weight` gives 1.2 for RNA to ATAC, 0.1 for
 #'   `atac_atac`, 0.5 for `rna_rna` and 0.8 for `rna_rna` panels of at most 500
 #'   features; `preprocess$graph_metric` gives `"manhattan"` where the
-#'   smoothing is automatically on and `"cosine"` elsewhere. A result's
+#'   smoothing is automatically on and `"cosine"` elsewhere.
+#'   `preprocess$normalization` is one of `"auto"` (counts get `"lognormalize"`,
+#'   other values are taken as they are), `"lognormalize"`, `"clr"`, `"log1p"`,
+#'   `"binarize"` or `"none"`, as on the command line. A result's
 #'   `settings` hold the values its transfer used, every automatic one
 #'   resolved.
 #' @examples

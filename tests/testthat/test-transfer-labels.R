@@ -15,6 +15,7 @@ test_that("matrices in, a complete CellPredXResult out", {
   expect_identical(res$predictions$predicted.id == "Unknown", res$predictions$prediction.score.max < 0.95)
   expect_equal(res$settings$training$max_steps, 40)
   expect_identical(res$smoothing, 0)  # RNA -> RNA on 2,000 genes: not smoothed
+  expect_equal(res$normalization, c("lognormalize", "lognormalize"))  # counts, named as on the command line
   # The automatic choices are recorded as made: a whole transcriptome gets a cosine query graph
   # and the rna_rna contrastive weight for unscaled data.
   expect_null(CellPredXPresets("rna_rna")$training$contrastive_weight)

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// How counts become the network's input.
+/// How counts become the network's input. Settings, results and model files name each choice
+/// as the command line does (`FromStr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalization {
@@ -28,6 +29,7 @@ pub enum Normalization {
     /// normalised and left as it is.
     Auto,
     /// Per-cell library size to 10,000, then ln(1 + x).
+    #[serde(rename = "lognormalize")]
     LogNormalize,
     /// Centred log-ratio per cell (`preprocess::normalize_clr`), as for antibody counts.
     Clr,
@@ -35,6 +37,7 @@ pub enum Normalization {
     /// x > 0 → 1.
     Binarize,
     /// The values as given.
+    #[serde(rename = "none")]
     AsIs,
 }
 
@@ -693,6 +696,15 @@ mod tests {
         assert_eq!(auto_contrastive_weight(Scenario::AtacAtac, false), 0.1);
         for scenario in Scenario::ALL {
             assert_eq!(auto_prior_correction(scenario), if scenario == Scenario::RnaAtacMatched { 0.5 } else { 0.0 }, "{scenario:?}");
+        }
+    }
+
+    #[test]
+    fn normalizations_have_one_name_in_settings_files_and_on_the_command_line() {
+        for name in ["auto", "lognormalize", "clr", "log1p", "binarize", "none"] {
+            let parsed: Normalization = name.parse().unwrap();
+            assert_eq!(serde_json::to_string(&parsed).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<Normalization>(&format!("\"{name}\"")).unwrap(), parsed);
         }
     }
 
