@@ -54,8 +54,10 @@ print.CellPredXModel <- function(x, ...) {
 #' @export
 summary.CellPredXModel <- function(object, ...) {
   d <- object$description
-  list(scenario = d$scenario, features = length(d$features), types = d$classes, networks = d$networks,
-       normalization = d$normalization, scale = d$scale, threshold = d$threshold, training = d$training)
+  list(scenario = d$scenario, features = length(d$features), types = d$classes,
+       reference_cells = stats::setNames(d$class_cells, d$classes), networks = d$networks,
+       normalization = d$normalization, scale = d$scale, threshold = d$threshold, smoothing = d$smoothing,
+       prior_correction = d$prior_correction, training = d$training)
 }
 
 #' Annotate cells with a trained model

@@ -9,6 +9,8 @@ test_that("a trained model predicts new cells, and identically after save and lo
   expect_output(print(model), "rna_rna")
   # RNA -> RNA on 2,000 genes: one network by default.
   expect_equal(summary(model)$networks$steps, 40)
+  expect_equal(summary(model)$reference_cells, c(table(pair$ref_meta$cell_type))[model$description$classes])
+  expect_equal(summary(model)$prior_correction, 0)
   expect_equal(nrow(model$history), 40)
   expect_output(print(model), "1 network of 40 steps")
 
