@@ -268,9 +268,10 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   `"atac_atac"`, `"rna_rna"`.
 #' @return A list with `preprocess` and `training` settings, `threshold` and
 #'   `smoothing`: the share of each cell's type probabilities taken from its
-#'   neighbours in the embedding, in each of three rounds; `NULL` (automatic)
-#'   gives 0.5 for the RNA to ATAC scenarios and for panels of at most 500
-#'   features (e.g. proteins), 0 otherwise; `networks`, how many networks are
+#'   neighbours in the embedding (each weighed by its similarity to the cell),
+#'   in each of three rounds; `NULL` (automatic) gives 0.5 for the RNA to ATAC
+#'   scenarios, 0.8 for panels of at most 500 features (e.g. proteins), 0
+#'   otherwise; `networks`, how many networks are
 #'   trained (with consecutive seeds) and averaged: `NULL` (automatic) gives 3
 #'   where the smoothing is automatically on, 1 otherwise; `prior_correction`,
 #'   the share (0 to 1) of the tilt toward small types that drawing reference

@@ -54,8 +54,9 @@ pub struct TransferArgs {
     /// Confidence below which a cell is called "Unknown".
     #[arg(long)]
     threshold: Option<f64>,
-    /// Share of each cell's class probabilities taken from its neighbours in the embedding
-    /// (0 = none; default: 0.5 for RNA → ATAC and for panels of at most 500 features, else 0).
+    /// Share of each cell's class probabilities taken from its neighbours in the embedding, each
+    /// weighed by its similarity (0 = none; default: 0.5 for RNA → ATAC, 0.8 for panels of at most
+    /// 500 features, else 0).
     #[arg(long)]
     smoothing: Option<f64>,
     /// Networks trained with consecutive seeds from --seed, their predictions averaged (default: 3

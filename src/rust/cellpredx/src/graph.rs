@@ -50,14 +50,16 @@ pub struct KnnGraph {
 /// A random walk with restart of per-cell values (cells × columns) over a neighbour graph
 /// (cells × k): v ← restart · v₀ + (1 − restart) · mean of the neighbours' v, `steps` times. A
 /// cell's result draws on its neighbourhood up to `steps` hops away, weighted (1 − restart)^hops.
-pub fn diffuse(values: ArrayView2<'_, f32>, neighbours: &Array2<u32>, restart: f32, steps: usize) -> Array2<f32> {
+/// With `weights` (cells × k, no row all zero) the mean weighs each neighbour by its weight.
+pub fn diffuse(values: ArrayView2<'_, f32>, neighbours: &Array2<u32>, weights: Option<&Array2<f32>>, restart: f32, steps: usize) -> Array2<f32> {
     let mut current = values.to_owned();
     for _ in 0..steps {
         let mut next = values.to_owned() * restart;
-        for (mut out, around) in next.axis_iter_mut(Axis(0)).zip(neighbours.axis_iter(Axis(0))) {
-            let share = (1.0 - restart) / around.len() as f32;
-            for &j in around {
-                out.scaled_add(share, &current.row(j as usize));
+        for (i, (mut out, around)) in next.axis_iter_mut(Axis(0)).zip(neighbours.axis_iter(Axis(0))).enumerate() {
+            let total = weights.map_or(around.len() as f32, |w| w.row(i).sum());
+            for (slot, &j) in around.iter().enumerate() {
+                let weight = weights.map_or(1.0, |w| w[[i, slot]]);
+                out.scaled_add((1.0 - restart) * weight / total, &current.row(j as usize));
             }
         }
         current = next;
@@ -493,12 +495,17 @@ mod tests {
                 }
             }
         }
-        let got = diffuse(start.view(), &neighbours, 0.2, 4);
+        let got = diffuse(start.view(), &neighbours, None, 0.2, 4);
         assert!(got.iter().zip(expected.iter()).all(|(g, e)| (g - e).abs() < 1e-6), "{got:?} vs {expected:?}");
         // Mass is conserved on a regular graph, a constant column stays constant, the high cell stays highest.
         assert!((got.column(0).sum() - 3.0).abs() < 1e-5 && got.column(1).iter().all(|&v| (v - 1.0).abs() < 1e-6));
         assert!(got[[0, 0]] > got[[1, 0]] && (got[[1, 0]] - got[[2, 0]]).abs() < 1e-6);
-        assert_eq!(diffuse(start.view(), &neighbours, 0.2, 0), start);
+        assert_eq!(diffuse(start.view(), &neighbours, None, 0.2, 0), start);
+        // Equal weights are the plain mean; cell 0 weighing cell 1 three times cell 2 moves toward it.
+        assert_eq!(diffuse(start.view(), &neighbours, Some(&Array2::from_elem((3, 2), 0.5)), 0.2, 4), got);
+        let weights = array![[3f32, 1.0], [1.0, 1.0], [1.0, 1.0]];
+        let one_step = diffuse(array![[0f32], [4.0], [0.0]].view(), &neighbours, Some(&weights), 0.5, 1);
+        assert_eq!(one_step, array![[0.5 * 0.75 * 4.0], [0.5 * 4.0], [0.5 * 0.5 * 4.0]]);
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn reference_distance(z: &Tensor, reference: &Tensor) -> Result<Tensor> {
 /// restarts with probability `RESTART`, `DIFFUSION_STEPS` steps long.
 pub fn novelty(reference_distance: &[f32], neighbours: Option<&Array2<u32>>) -> Vec<f32> {
     match neighbours {
-        Some(graph) => diffuse(ArrayView2::from_shape((reference_distance.len(), 1), reference_distance).expect("one column"), graph, RESTART, DIFFUSION_STEPS)
+        Some(graph) => diffuse(ArrayView2::from_shape((reference_distance.len(), 1), reference_distance).expect("one column"), graph, None, RESTART, DIFFUSION_STEPS)
             .into_raw_vec_and_offset()
             .0,
         None => reference_distance.to_vec(),
