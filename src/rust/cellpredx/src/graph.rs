@@ -52,14 +52,24 @@ pub struct KnnGraph {
 /// cell's result draws on its neighbourhood up to `steps` hops away, weighted (1 − restart)^hops.
 /// With `weights` (cells × k, no row all zero) the mean weighs each neighbour by its weight.
 pub fn diffuse(values: ArrayView2<'_, f32>, neighbours: &Array2<u32>, weights: Option<&Array2<f32>>, restart: f32, steps: usize) -> Array2<f32> {
+    // Each neighbour's share of a step, fixed over the steps.
+    let shares = match weights {
+        Some(w) => {
+            let mut shares = w.clone();
+            for mut row in shares.rows_mut() {
+                let total = row.sum();
+                row.mapv_inplace(|weight| (1.0 - restart) * weight / total);
+            }
+            shares
+        }
+        None => Array2::from_elem(neighbours.dim(), (1.0 - restart) / neighbours.ncols() as f32),
+    };
     let mut current = values.to_owned();
     for _ in 0..steps {
         let mut next = values.to_owned() * restart;
-        for (i, (mut out, around)) in next.axis_iter_mut(Axis(0)).zip(neighbours.axis_iter(Axis(0))).enumerate() {
-            let total = weights.map_or(around.len() as f32, |w| w.row(i).sum());
-            for (slot, &j) in around.iter().enumerate() {
-                let weight = weights.map_or(1.0, |w| w[[i, slot]]);
-                out.scaled_add((1.0 - restart) * weight / total, &current.row(j as usize));
+        for ((mut out, around), share) in next.axis_iter_mut(Axis(0)).zip(neighbours.axis_iter(Axis(0))).zip(shares.rows()) {
+            for (&j, &s) in around.iter().zip(share) {
+                out.scaled_add(s, &current.row(j as usize));
             }
         }
         current = next;

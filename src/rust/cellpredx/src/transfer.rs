@@ -630,7 +630,7 @@ mod tests {
         assert_eq!(result.model.description.class_cells, [40, 40]);
         for (loaded, trained) in loaded.ensemble.members().iter().zip(result.model.ensemble.members()) {
             assert!(loaded.class_offsets.equal(&trained.class_offsets), "the loaded model corrects the priors as the trained one");
-            assert_eq!(f64::try_from(&trained.class_offsets.get(0)).unwrap(), (0.5 * 0.5 * 40f64.ln() as f32) as f64);
+            assert_eq!(f64::try_from(&trained.class_offsets.get(0)).unwrap(), f64::from((0.5 * 0.5 * 40f64.ln()) as f32));
         }
 
         // The same cells with their features in reverse order plus one the model never saw.
