@@ -11,11 +11,15 @@
 use crate::error::{CellPredXError, Result};
 use crate::model::NetworkShape;
 use crate::predict::check_prior_correction;
-use crate::progress::{ProgressSink, Relabel};
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::runtime;
 use crate::train::{train, Compute, StepRecord, StopReason, TrainedModel, TrainingConfig, TrainingData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::Tensor;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+use tch::{Device, Tensor};
 
 /// Networks of a transfer where it uses an ensemble (`transfer::auto_networks`).
 pub const DEFAULT_NETWORKS: usize = 3;
@@ -29,6 +33,28 @@ pub fn check_networks(networks: usize) -> Result<()> {
         Ok(())
     } else {
         Err(CellPredXError::invalid(format!("networks must be 1 to {MAX_NETWORKS}, not {networks}")))
+    }
+}
+
+/// How an ensemble's networks share the CPU: how many train at the same time, and how many
+/// threads libtorch and the sparse first layer use inside each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub concurrent: usize,
+    pub threads_each: usize,
+}
+
+impl Schedule {
+    /// On the CPU, networks train side by side: a network's matrices are too small to keep
+    /// several cores busy (on two cores the second one idled through 29 % of a P1 step), so
+    /// three networks on one thread each beat three in turn on two threads each (P1: 94 s
+    /// against 164 s; bench/NOTES.md). One network more than there are threads keeps every core
+    /// busy while the last ones finish. On a GPU, whose kernels queue one after another anyway,
+    /// they train in turn with all threads.
+    pub fn for_compute(compute: Compute, networks: usize, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let concurrent = if compute.device == Device::Cpu && threads > 1 { networks.clamp(1, threads + 1) } else { 1 };
+        Schedule { concurrent, threads_each: (threads / concurrent).max(1) }
     }
 }
 
@@ -48,16 +74,21 @@ pub struct Ensemble {
 
 impl Ensemble {
     /// Trains one network on each of `data`, the i-th (from 0) with seed `config.seed + i`, so
-    /// that an ensemble of one is the network `train` gives for `config`.
+    /// that an ensemble of one is the network `train` gives for `config`. On the CPU the networks
+    /// train side by side (`Schedule::for_compute`).
     pub fn train(data: &[TrainingData<'_>], config: &TrainingConfig, compute: Compute, progress: &mut dyn ProgressSink) -> Result<Self> {
+        let schedule = Schedule::for_compute(compute, data.len(), runtime::threads());
+        Self::train_scheduled(data, config, compute, schedule, progress)
+    }
+
+    /// `train` with the networks spread over threads as `schedule` says. Each network computes
+    /// on its own `schedule.threads_each` threads, so its result does not depend on how many
+    /// others train beside it.
+    pub fn train_scheduled(data: &[TrainingData<'_>], config: &TrainingConfig, compute: Compute, schedule: Schedule, progress: &mut dyn ProgressSink) -> Result<Self> {
         let networks = data.len();
         check_networks(networks)?;
-        let mut members = Vec::with_capacity(networks);
-        for (i, member_data) in data.iter().enumerate() {
-            let member_config = TrainingConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() };
-            let stage = (networks > 1).then(|| format!("training network {} of {networks}", i + 1));
-            members.push(train(member_data, &member_config, compute, &mut Relabel::stage(progress, "training", stage))?);
-        }
+        let configs: Vec<TrainingConfig> = (0..networks).map(|i| TrainingConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() }).collect();
+        let members = train_networks(data, &configs, compute, schedule, progress)?;
         let runs = members.iter().map(|m| NetworkRun { seed: m.config.seed, steps: m.history.len(), stop: m.stop }).collect();
         Ok(Ensemble { members, runs })
     }
@@ -146,6 +177,135 @@ impl Ensemble {
     }
 }
 
+/// What a training thread tells the calling thread.
+enum Report {
+    Step { network: usize, done: usize, metrics: Vec<(String, f64)> },
+    Finished { network: usize, result: Result<TrainedModel> },
+}
+
+/// A training thread's progress sink: passes each step on to the calling thread, and stops the
+/// training once any network has failed or the caller's own sink has.
+struct ForwardSteps<'a> {
+    network: usize,
+    sender: mpsc::Sender<Report>,
+    stop: &'a AtomicBool,
+}
+
+impl ProgressSink for ForwardSteps<'_> {
+    fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(CellPredXError::Interrupted);
+        }
+        let metrics = event.metrics.iter().map(|(name, value)| (name.to_string(), *value)).collect();
+        // The receiver only goes away once every training thread has ended.
+        let _ = self.sender.send(Report::Step { network: self.network, done: event.done, metrics });
+        Ok(())
+    }
+}
+
+/// How often the calling thread reports when no step arrives, so that Ctrl-C is noticed while the
+/// networks prepare or summarise.
+const QUIET_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The networks of `configs`, the i-th trained on `data[i]`, on `schedule.concurrent` threads that
+/// take the next untrained network as they finish one. Only the calling thread reports to
+/// `progress` (the sink may be R): one stage for all networks, its steps summed and its figures
+/// averaged over the networks. A failure, or an error from `progress` (Ctrl-C), stops every
+/// network at its next step.
+fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute: Compute, schedule: Schedule, progress: &mut dyn ProgressSink) -> Result<Vec<TrainedModel>> {
+    let networks = configs.len();
+    let stage = if networks == 1 { "training".to_string() } else { format!("training {networks} networks") };
+    let total: usize = configs.iter().map(|c| c.max_steps).sum();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (sender, receiver) = mpsc::channel();
+    let mut results: Vec<Option<Result<TrainedModel>>> = (0..networks).map(|_| None).collect();
+    let mut progress_error = None;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..schedule.concurrent.clamp(1, networks))
+            .map(|_| {
+                let sender = sender.clone();
+                let (next, stop) = (&next, &stop);
+                scope.spawn(move || {
+                    // libtorch keeps its thread count per calling thread (OpenMP).
+                    tch::set_num_threads(schedule.threads_each as i32);
+                    runtime::with_pool_threads(schedule.threads_each, || loop {
+                        let network = next.fetch_add(1, Ordering::SeqCst);
+                        if network >= networks || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let mut forward = ForwardSteps { network, sender: sender.clone(), stop };
+                        let result = train(&data[network], &configs[network], compute, &mut forward);
+                        if result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        let _ = sender.send(Report::Finished { network, result });
+                    })
+                })
+            })
+            .collect();
+        drop(sender);
+        let mut done = vec![0usize; networks];
+        let mut latest: Vec<Vec<(String, f64)>> = vec![Vec::new(); networks];
+        loop {
+            match receiver.recv_timeout(QUIET_REPORT_INTERVAL) {
+                Ok(Report::Step { network, done: steps, metrics }) => {
+                    done[network] = steps;
+                    latest[network] = metrics;
+                }
+                Ok(Report::Finished { network, result }) => {
+                    done[network] = configs[network].max_steps;
+                    results[network] = Some(result);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if progress_error.is_none() {
+                let metrics = mean_metrics(&latest);
+                let named: Vec<(&str, f64)> = metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect();
+                if let Err(e) = progress.report(&ProgressEvent { stage: &stage, done: done.iter().sum(), total, metrics: &named }) {
+                    progress_error = Some(e);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    // The training threads set libtorch's thread count for threads started later too.
+    tch::set_num_threads(runtime::threads() as i32);
+    if let Some(e) = progress_error {
+        return Err(e);
+    }
+    let mut members = Vec::with_capacity(networks);
+    let mut interrupted = false;
+    for result in results {
+        match result {
+            Some(Ok(member)) => members.push(member),
+            Some(Err(CellPredXError::Interrupted)) | None => interrupted = true,
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    if interrupted {
+        return Err(CellPredXError::Interrupted);
+    }
+    Ok(members)
+}
+
+/// Each figure's mean over the networks that have reported it.
+fn mean_metrics(latest: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
+    let reported: Vec<&Vec<(String, f64)>> = latest.iter().filter(|m| !m.is_empty()).collect();
+    let Some(first) = reported.first() else { return Vec::new() };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.clone(), reported.iter().map(|m| m[i].1).sum::<f64>() / reported.len() as f64))
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -179,19 +339,21 @@ pub(crate) mod tests {
         let graph = toy_graph(&query);
         let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
         let config = TrainingConfig { seed: 5, ..small_config(30) };
+        let cpu = Compute::on(Device::Cpu);
+        let side_by_side = Schedule { concurrent: 2, threads_each: 1 };
         let mut stages = Stages(Vec::new());
-        let ensemble = Ensemble::train(&[data; 2], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
-        assert_eq!(stages.0, ["training network 1 of 2", "training network 2 of 2"]);
+        let ensemble = Ensemble::train_scheduled(&[data; 2], &config, cpu, side_by_side, &mut stages).unwrap();
+        assert_eq!(stages.0, ["training 2 networks"]);
         assert_eq!(ensemble.runs().iter().map(|r| r.seed).collect::<Vec<_>>(), [5, 6]);
         let numbered: Vec<usize> = ensemble.history().map(|(network, _)| network).collect();
         assert_eq!(numbered, [vec![1; 30], vec![2; 30]].concat());
-        for (member, seed) in ensemble.members().iter().zip([5, 6]) {
-            let single = train(&data, &TrainingConfig { seed, ..config.clone() }, Compute::on(Device::Cpu), &mut Silent).unwrap();
-            assert_eq!(single.history, member.history, "seed {seed}");
+        let in_turn = Ensemble::train_scheduled(&[data; 2], &config, cpu, Schedule { concurrent: 1, ..side_by_side }, &mut Silent).unwrap();
+        for ((member, seed), alone) in ensemble.members().iter().zip([5, 6]).zip(in_turn.members()) {
+            assert_eq!(member.history, alone.history, "seed {seed}: training beside another network changed it");
+            let single = Ensemble::train_scheduled(&[data], &TrainingConfig { seed, ..config.clone() }, cpu, side_by_side, &mut stages).unwrap();
+            assert_eq!(single.members()[0].history, member.history, "seed {seed}");
         }
-        let one = Ensemble::train(&[data], &config, Compute::on(Device::Cpu), &mut stages).unwrap();
         assert_eq!(stages.0.last().unwrap(), "training", "a single network keeps the plain stage name");
-        assert_eq!(one.members()[0].history, ensemble.members()[0].history);
 
         let path = std::env::temp_dir().join(format!("cellpredx-ensemble-{}.safetensors", std::process::id()));
         ensemble.save_weights(&path).unwrap();
@@ -209,6 +371,58 @@ pub(crate) mod tests {
         let err = load(&[]).err().unwrap().to_string();
         assert!(err.contains("networks must be 1 to 20, not 0"), "{err}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn networks_share_the_cpu_and_take_turns_on_a_gpu() {
+        let cpu = Compute::on(Device::Cpu);
+        assert_eq!(Schedule::for_compute(cpu, 3, 2), Schedule { concurrent: 3, threads_each: 1 });
+        assert_eq!(Schedule::for_compute(cpu, 20, 2), Schedule { concurrent: 3, threads_each: 1 });
+        assert_eq!(Schedule::for_compute(cpu, 3, 16), Schedule { concurrent: 3, threads_each: 5 });
+        assert_eq!(Schedule::for_compute(cpu, 1, 2), Schedule { concurrent: 1, threads_each: 2 });
+        assert_eq!(Schedule::for_compute(cpu, 3, 1), Schedule { concurrent: 1, threads_each: 1 });
+        assert_eq!(Schedule::for_compute(Compute::on(Device::Cuda(0)), 3, 8), Schedule { concurrent: 1, threads_each: 8 });
+    }
+
+    /// Stops after `left` reports with the error `make` gives.
+    struct FailAfter {
+        left: usize,
+        make: fn() -> CellPredXError,
+    }
+
+    impl ProgressSink for FailAfter {
+        fn report(&mut self, _event: &ProgressEvent<'_>) -> Result<()> {
+            match self.left.checked_sub(1) {
+                Some(left) => {
+                    self.left = left;
+                    Ok(())
+                }
+                None => Err((self.make)()),
+            }
+        }
+    }
+
+    #[test]
+    fn an_interrupt_or_a_failing_network_stops_every_network() {
+        let (reference, labels, query) = toy_pair(100, 70);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        let config = small_config(500);
+        let side_by_side = Schedule { concurrent: 3, threads_each: 1 };
+        let mut interrupt = FailAfter { left: 20, make: || CellPredXError::Interrupted };
+        let err = Ensemble::train_scheduled(&[data; 3], &config, Compute::on(Device::Cpu), side_by_side, &mut interrupt).err().unwrap();
+        assert!(matches!(err, CellPredXError::Interrupted), "{err}");
+        let mut callback = FailAfter { left: 20, make: || CellPredXError::Callback("bar closed".into()) };
+        let err = Ensemble::train_scheduled(&[data; 3], &config, Compute::on(Device::Cpu), side_by_side, &mut callback).err().unwrap();
+        assert_eq!(err.to_string(), "progress callback failed: bar closed");
+
+        // The second network's graph belongs to other cells: its error, not an interrupt of the
+        // others, is what the caller sees.
+        let (_, _, other_query) = toy_pair(100, 40);
+        let other_graph = toy_graph(&other_query);
+        let broken = TrainingData { query_graph: &other_graph, ..data };
+        let err = Ensemble::train_scheduled(&[data, broken, data], &config, Compute::on(Device::Cpu), side_by_side, &mut Silent).err().unwrap();
+        assert!(matches!(err, CellPredXError::DimensionMismatch { .. }), "{err}");
     }
 
     #[test]

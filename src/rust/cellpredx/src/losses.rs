@@ -3,6 +3,7 @@
 //! than a libtorch message.
 
 use crate::error::{CellPredXError, Result};
+use crate::rng::SplitMix64;
 use tch::{Kind, Reduction, Tensor};
 
 fn check_rank2(t: &Tensor, what: &str) -> Result<(i64, i64)> {
@@ -67,9 +68,11 @@ pub(crate) fn unit_rows(z: &Tensor) -> Result<Tensor> {
 
 /// FA: pulls each query cell toward its most similar reference cell. The match is chosen without
 /// gradient; only the `keep` fraction of query cells with the best matches count.
-/// With `hinge`, also pushes reference cells away from random query cells:
-/// mean relu(cos(ẑA[i*], ẑB[random]) + 0.5), the authors' extra term.
-pub fn feature_alignment(z_ref: &Tensor, z_query: &Tensor, keep: f64, hinge: bool) -> Result<Tensor> {
+/// With a `hinge` generator, also pushes reference cells away from random query cells drawn from
+/// it: mean relu(cos(ẑA[i*], ẑB[random]) + 0.5), the authors' extra term. The draws come from the
+/// training's own generator, not libtorch's global one, so that networks trained at the same time
+/// in other threads cannot change what a seed gives.
+pub fn feature_alignment(z_ref: &Tensor, z_query: &Tensor, keep: f64, hinge: Option<&mut SplitMix64>) -> Result<Tensor> {
     let (_, dims_ref) = check_rank2(z_ref, "reference embedding")?;
     let (n_query, dims_query) = check_rank2(z_query, "query embedding")?;
     if dims_ref != dims_query {
@@ -87,8 +90,9 @@ pub fn feature_alignment(z_ref: &Tensor, z_query: &Tensor, keep: f64, hinge: boo
     let matched = a.f_index_select(0, &best_match.f_index_select(0, &kept)?)?;
     let cosine = b.f_index_select(0, &kept)?.f_mul(&matched)?.f_sum_dim_intlist(1, false, None::<Kind>)?;
     let mut loss = cosine.f_mean(None::<Kind>)?.f_neg()?;
-    if hinge {
-        let random = Tensor::f_randint(n_query, [kept_count], (Kind::Int64, b.device()))?;
+    if let Some(rng) = hinge {
+        let draws: Vec<i64> = (0..kept_count).map(|_| rng.below(n_query as usize) as i64).collect();
+        let random = Tensor::from_slice(&draws).f_to_device(b.device())?;
         let negative = matched.f_mul(&b.f_index_select(0, &random)?)?.f_sum_dim_intlist(1, false, None::<Kind>)?;
         loss = loss.f_add(&negative.f_add_scalar(0.5)?.f_relu()?.f_mean(None::<Kind>)?)?;
     }
@@ -241,12 +245,27 @@ mod tests {
         // cell 1 is at 45° to both (cos √½). Keeping half keeps only the exact match.
         let a = t(&[1.0, 0.0, 0.0, 1.0], 2, 2);
         let b = t(&[2.0, 0.0, 1.0, 1.0], 2, 2);
-        assert!((value(&feature_alignment(&a, &b, 0.5, false).unwrap()) + 1.0).abs() < 1e-6);
-        let both = value(&feature_alignment(&a, &b, 1.0, false).unwrap());
+        assert!((value(&feature_alignment(&a, &b, 0.5, None).unwrap()) + 1.0).abs() < 1e-6);
+        let both = value(&feature_alignment(&a, &b, 1.0, None).unwrap());
         assert!((both + (1.0 + 0.5f64.sqrt()) / 2.0).abs() < 1e-6);
-        assert!(feature_alignment(&a, &b, 0.0, false).is_err());
+        assert!(feature_alignment(&a, &b, 0.0, None).is_err());
         let ref_d = t(&[0.3, 1.0, -0.5, 0.2, 0.9, 0.4], 3, 2).to_kind(Kind::Double);
-        check_gradient(&t(&[1.0, 0.2, -0.4, 0.8], 2, 2), |x| feature_alignment(&ref_d, x, 1.0, false).unwrap());
+        check_gradient(&t(&[1.0, 0.2, -0.4, 0.8], 2, 2), |x| feature_alignment(&ref_d, x, 1.0, None).unwrap());
+    }
+
+    #[test]
+    fn feature_alignment_hinge_by_hand() {
+        // Query cell 0 matches reference 0 (cos 1), query cell 1 reference 1 (cos 2/√5); the
+        // hinge adds relu(cos(matched reference, random query cell) + 0.5) for each kept cell.
+        let a = t(&[1.0, 0.0, 0.0, 1.0], 2, 2);
+        let b = t(&[2.0, 0.0, 1.0, 2.0], 2, 2);
+        let root5 = 5f64.sqrt();
+        let cosine = [[1.0, 1.0 / root5], [0.0, 2.0 / root5]]; // [reference][query]
+        let mut replica = SplitMix64::new(9);
+        let hinge: f64 = (0..2).map(|matched| (cosine[matched][replica.below(2)] + 0.5f64).max(0.0)).sum::<f64>() / 2.0;
+        let expected = -(1.0 + 2.0 / root5) / 2.0 + hinge;
+        let loss = value(&feature_alignment(&a, &b, 1.0, Some(&mut SplitMix64::new(9))).unwrap());
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
     }
 
     #[test]

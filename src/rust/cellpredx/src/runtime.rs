@@ -49,13 +49,29 @@ pub fn threads() -> usize {
     threads_state().lock().map_or(1, |s| s.count)
 }
 
+thread_local! {
+    /// A pool of this thread's own that `in_pool` uses instead of the shared one (`with_pool_threads`).
+    static OWN_POOL: std::cell::RefCell<Option<Arc<rayon::ThreadPool>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Runs `work` on the core's thread pool; rayon iterators inside it use that pool.
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    let pool = threads_state().lock().map(|s| Arc::clone(&s.pool));
+    let pool = OWN_POOL.with(|own| own.borrow().clone()).or_else(|| threads_state().lock().ok().map(|s| Arc::clone(&s.pool)));
     match pool {
-        Ok(pool) => pool.install(work),
-        Err(_) => work(),
+        Some(pool) => pool.install(work),
+        None => work(),
     }
+}
+
+/// Runs `work` in the calling thread with `in_pool` using a pool of `count` threads of its own, so
+/// that work running side by side in several threads (an ensemble's networks) does not queue for
+/// the shared pool.
+pub fn with_pool_threads<R>(count: usize, work: impl FnOnce() -> R) -> R {
+    let pool = Arc::new(build_pool(count.max(1)));
+    let previous = OWN_POOL.with(|own| own.replace(Some(pool)));
+    let result = work();
+    OWN_POOL.with(|own| *own.borrow_mut() = previous);
+    result
 }
 
 /// Where tensors live. `Auto` takes the first CUDA device when libtorch sees one.

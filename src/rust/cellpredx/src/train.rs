@@ -678,7 +678,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         let projection = (config.projection_weight > 0.0).then(|| losses::projection_regularization(&a.z, &b.z)).transpose()?;
         add(projection, config.projection_weight)?;
         let alignment = (config.alignment_weight > 0.0)
-            .then(|| losses::feature_alignment(&a.z, &b.z, config.alignment_keep, config.alignment_hinge))
+            .then(|| losses::feature_alignment(&a.z, &b.z, config.alignment_keep, config.alignment_hinge.then_some(&mut rng)))
             .transpose()?;
         add(alignment, config.alignment_weight)?;
         let neighbours = if contrastive_weight > 0.0 { Some(encoder.encode(data.query, neighbour_rows, true)?) } else { None };
