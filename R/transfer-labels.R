@@ -23,13 +23,16 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #'   peaks by their names and otherwise asks you to say.
 #' @param threshold Confidence (the highest type probability) below which a
 #'   cell is called `"Unknown"`.
-#' @param seed Seed of the run; the same seed gives the same result on a CPU.
+#' @param seed Seed of the run; the same seed and `threads` give the same
+#'   result on a CPU.
 #'   Where a query cell carries little evidence of its own (RNA to ATAC, and
 #'   panels of at most 500 features such as proteins), the transfer trains
 #'   three networks with seeds `seed`, `seed + 1`, `seed + 2` and averages
 #'   their predictions, which makes the calls steadier and more accurate than
 #'   one network's; elsewhere it trains one. `settings = list(networks = n)`
-#'   sets the number (1 is three times faster than 3).
+#'   sets the number. On a CPU the networks train side by side, each on its
+#'   share of the threads: on two cores one network takes about half the time
+#'   of three.
 #' @param device `"auto"` (a CUDA GPU when libtorch sees one), `"cpu"` or `"cuda"`.
 #' @param threads Compute threads (default: `getOption("cellpredx.threads")`,
 #'   else the number of physical cores).

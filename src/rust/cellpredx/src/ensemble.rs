@@ -5,8 +5,8 @@
 //! A single network's calls on the benchmark pairs move with the seed — on P6 one seed calls an
 //! alpha cell gamma and another does not — because each network settles in its own minimum of
 //! the five losses. Where that matters a transfer trains three and averages them
-//! (`transfer::auto_networks` has the measured effect). Training time grows with the number of
-//! networks.
+//! (`transfer::auto_networks` has the measured effect). On the CPU the networks train side by
+//! side (`Schedule`), which makes three on two cores cost about twice one, not three times.
 
 use crate::error::{CellPredXError, Result};
 use crate::model::NetworkShape;
@@ -47,8 +47,8 @@ pub struct Schedule {
 impl Schedule {
     /// On the CPU, networks train side by side: a network's matrices are too small to keep
     /// several cores busy (on two cores the second one idled through 29 % of a P1 step), so
-    /// three networks on one thread each beat three in turn on two threads each (P1: 94 s
-    /// against 164 s; bench/NOTES.md). One network more than there are threads keeps every core
+    /// three networks on one thread each beat three in turn on two threads each (a P1 transfer:
+    /// 109 s against 155–164 s; bench/NOTES.md). One network more than there are threads keeps every core
     /// busy while the last ones finish. On a GPU, whose kernels queue one after another anyway,
     /// they train in turn with all threads.
     pub fn for_compute(compute: Compute, networks: usize, threads: usize) -> Self {

@@ -21,8 +21,8 @@ pub trait ProgressSink {
     fn report(&mut self, event: &ProgressEvent<'_>) -> Result<()>;
 }
 
-/// Passes progress on with one stage renamed (e.g. "training" → "training network 2 of 3", so that
-/// each network gets its own progress bar); `None` renames nothing.
+/// Passes progress on with one stage renamed (e.g. "neighbour graph" → "neighbour graph 2 of 3",
+/// so that each network's graph gets its own progress bar); `None` renames nothing.
 pub struct Relabel<'a> {
     inner: &'a mut dyn ProgressSink,
     from: &'static str,
