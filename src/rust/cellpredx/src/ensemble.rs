@@ -47,10 +47,10 @@ pub struct Schedule {
 impl Schedule {
     /// On the CPU, networks train side by side: a network's matrices are too small to keep
     /// several cores busy (on two cores the second one idled through 29 % of a P1 step), so
-    /// three networks on one thread each beat three in turn on two threads each (a P1 transfer:
-    /// 109 s against 155–164 s; bench/NOTES.md). One network more than there are threads keeps every core
-    /// busy while the last ones finish. On a GPU, whose kernels queue one after another anyway,
-    /// they train in turn with all threads.
+    /// three networks on one thread each beat three in turn on two threads each (a P1
+    /// transfer: 109 s against 155–164 s; bench/NOTES.md). One network more than there are
+    /// threads keeps every core busy while the last ones finish. On a GPU, whose kernels queue
+    /// one after another anyway, they train in turn with all threads.
     pub fn for_compute(compute: Compute, networks: usize, threads: usize) -> Self {
         let threads = threads.max(1);
         let concurrent = if compute.device == Device::Cpu && threads > 1 { networks.clamp(1, threads + 1) } else { 1 };

@@ -530,8 +530,8 @@ pub fn transfer(
         ..config.clone()
     };
     // Each network's neighbour graph comes from a reduction with its own seed, so that the i-th
-    // network is the one a single-network transfer with seed + i trains; a given embedding has
-    // no seed and serves them all.
+    // network is the one a single-network transfer with seed + i trains (to the rounding of its
+    // share of the threads, `Schedule`); a given embedding has no seed and serves them all.
     let graphs = match query_embedding {
         Some(e) => vec![neighbour_graph(e, &config.preprocess, metric, progress)?],
         None => (0..networks)
