@@ -227,6 +227,7 @@ fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute
                 let sender = sender.clone();
                 let (next, stop) = (&next, &stop);
                 scope.spawn(move || {
+                    let _stop_others_on_panic = StopOnPanic(stop);
                     // libtorch keeps its thread count per calling thread (OpenMP).
                     tch::set_num_threads(schedule.threads_each as i32);
                     runtime::with_pool_threads(schedule.threads_each, || loop {
@@ -293,6 +294,18 @@ fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute
         return Err(CellPredXError::Interrupted);
     }
     Ok(members)
+}
+
+/// Stops the other networks when the training thread that holds it panics (the panic itself then
+/// reaches the caller when the thread is joined).
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Each figure's mean over the networks that have reported it.
