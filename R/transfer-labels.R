@@ -287,6 +287,10 @@ resolve_scenario <- function(scenario, ref_features, query_features, ref_cells, 
 #'   `atac_atac`, 0.5 for `rna_rna` and 0.8 for `rna_rna` panels of at most 500
 #'   features; `preprocess$graph_metric` gives `"manhattan"` where the
 #'   smoothing is automatically on and `"cosine"` elsewhere.
+#'   `training$max_epochs` (350) ends training early on small datasets: it
+#'   stops after `max_steps` steps or after that many passes over the larger
+#'   side's cells, whichever comes first (a result's settings show the steps
+#'   that ran); a huge value leaves `max_steps` alone in charge.
 #'   `preprocess$normalization` is one of `"auto"` (counts get `"lognormalize"`,
 #'   other values are taken as they are), `"lognormalize"`, `"clr"`, `"log1p"`,
 #'   `"binarize"` or `"none"`, as on the command line. A result's

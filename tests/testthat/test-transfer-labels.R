@@ -69,6 +69,18 @@ test_that("the same seed gives the same labels; another seed another model", {
   expect_equal(corrected$settings$prior_correction, 1)
 })
 
+test_that("max_epochs stops a small dataset's training early and the settings say so", {
+  skip_without_data("pbmc3k_seurat")
+  pair <- pbmc_pair(300, 100)
+  # 300 reference cells, 128 a step: two passes are 4.7 steps, so 5 of the 40 run.
+  res <- TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                        settings = c(quick, max_epochs = 2), threads = 2, verbose = FALSE)
+  expect_equal(nrow(res$history), 5)
+  expect_equal(res$settings$training$max_steps, 5)
+  expect_equal(res$settings$training$max_epochs, 2)
+  expect_equal(CellPredXPresets("rna_rna")$training$max_epochs, 350)
+})
+
 test_that("Seurat objects get the documented columns, assay, reduction and record", {
   skip_without_data("pbmc3k_seurat")
   skip_if_not_installed("Seurat")
@@ -160,6 +172,7 @@ test_that("bad input gets a clear error naming the argument", {
   expect_error(go(scenario = "rna_rna", settings = list(normalization = "clr2")), "wrong type")
   expect_error(go(scenario = "rna_rna", settings = c(quick, contrastive_weight = -1)), "contrastive_weight must be a finite number >= 0")
   expect_error(go(scenario = "rna_rna", settings = c(quick, prior_correction = 1.5)), "prior_correction must be between 0 and 1, not 1.5")
+  expect_error(go(scenario = "rna_rna", settings = c(quick, max_epochs = 0)), "max_epochs must be a number > 0, not 0")
   expect_error(go(ref = "counts", scenario = "rna_rna"), "dgCMatrix")
   if (!CellPredXInfo()$cuda_available) {
     expect_error(rna(device = "cuda"), "sees no CUDA device")

@@ -86,6 +86,10 @@ pub struct TransferArgs {
     graph_metric: Option<String>,
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Also stop after this many passes over the larger side's cells (default 350; a huge
+    /// number leaves --max-steps alone in charge).
+    #[arg(long)]
+    max_epochs: Option<f64>,
     #[arg(long)]
     batch_size: Option<usize>,
     #[arg(long)]
@@ -201,6 +205,7 @@ impl TransferArgs {
         config.networks = self.networks.or(config.networks);
         config.prior_correction = self.prior_correction.or(config.prior_correction);
         t.max_steps = self.max_steps.unwrap_or(t.max_steps);
+        set(&mut t.max_epochs, self.max_epochs);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         set(&mut t.center_warmup, self.center_warmup);
         t.alignment_hinge |= self.alignment_hinge;

@@ -215,7 +215,8 @@ const QUIET_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute: Compute, schedule: Schedule, progress: &mut dyn ProgressSink) -> Result<Vec<TrainedModel>> {
     let networks = configs.len();
     let stage = if networks == 1 { "training".to_string() } else { format!("training {networks} networks") };
-    let total: usize = configs.iter().map(|c| c.max_steps).sum();
+    let limits: Vec<usize> = configs.iter().zip(data).map(|(c, d)| c.step_limit(d.reference.n_rows(), d.query.n_rows())).collect();
+    let total: usize = limits.iter().sum();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let (sender, receiver) = mpsc::channel();
@@ -255,7 +256,7 @@ fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute
                     latest[network] = metrics;
                 }
                 Ok(Report::Finished { network, result }) => {
-                    done[network] = configs[network].max_steps;
+                    done[network] = limits[network];
                     results[network] = Some(result);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

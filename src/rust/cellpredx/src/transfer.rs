@@ -522,6 +522,7 @@ pub fn transfer(
         preprocess: PreprocessConfig { scale: Some(scale), graph_metric: Some(metric), ..config.preprocess.clone() },
         training: TrainingConfig {
             contrastive_weight: Some(config.training.contrastive_weight.unwrap_or_else(|| auto_contrastive_weight(config.scenario, scale))),
+            max_steps: config.training.step_limit(reference_input.n_rows(), query_input.n_rows()),
             ..config.training.clone()
         },
         smoothing: Some(smoothing),
@@ -590,16 +591,23 @@ mod tests {
     }
 
     fn toy_transfer_of(seed: u64, networks: Option<usize>) -> (Transfer, CsrMatrix, Vec<String>) {
+        toy_transfer_with(|config| {
+            config.training.seed = seed;
+            config.networks = networks;
+        })
+    }
+
+    /// A transfer of the toy pair, 30 steps of 32 cells, with `configure`'s changes.
+    fn toy_transfer_with(configure: impl FnOnce(&mut TransferConfig)) -> (Transfer, CsrMatrix, Vec<String>) {
         let (reference, labels, query) = toy_pair(80, 60);
         let features: Vec<String> = (0..reference.n_cols()).map(|i| format!("gene{i}")).collect();
         let mut config = TransferConfig::preset(Scenario::RnaRna);
         config.training.max_steps = 30;
         config.training.batch_size = 32;
-        config.training.seed = seed;
-        config.networks = networks;
         // A user's choice (the rna_rna preset corrects nothing), so that saving and loading the
         // correction is tested.
         config.prior_correction = Some(0.5);
+        configure(&mut config);
         let result = transfer(
             Side { matrix: &reference, features: &features },
             &labels,
@@ -683,6 +691,14 @@ mod tests {
         let gap = |x: ndarray::ArrayView2<f32>, y: &ndarray::Array2<f32>| (&x - y).mapv(f32::abs).fold(0f32, |m, &v| m.max(v));
         assert!(gap(p.embedding.slice(ndarray::s![.., ..64]), &a.embedding) < 1e-4);
         assert!(gap(p.embedding.slice(ndarray::s![.., 64..]), &b.embedding) < 1e-4);
+    }
+
+    #[test]
+    fn the_settings_as_run_show_the_steps_max_epochs_allowed() {
+        // 80 reference cells, 32 a step: 3 passes are 8 steps, fewer than the 30 asked for.
+        let (result, _, _) = toy_transfer_with(|config| config.training.max_epochs = 3.0);
+        assert_eq!(result.config.training.max_steps, 8);
+        assert!(result.model.description.networks.iter().all(|run| run.steps == 8));
     }
 
     #[test]
