@@ -180,7 +180,7 @@ impl Ensemble {
 /// What a training thread tells the calling thread.
 enum Report {
     Step { network: usize, done: usize, metrics: Vec<(String, f64)> },
-    Finished { network: usize, result: Result<TrainedModel> },
+    Finished { network: usize, result: Box<Result<TrainedModel>> },
 }
 
 /// A training thread's progress sink: passes each step on to the calling thread, and stops the
@@ -241,7 +241,7 @@ fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute
                         if result.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }
-                        let _ = sender.send(Report::Finished { network, result });
+                        let _ = sender.send(Report::Finished { network, result: Box::new(result) });
                     })
                 })
             })
@@ -257,7 +257,7 @@ fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute
                 }
                 Ok(Report::Finished { network, result }) => {
                     done[network] = limits[network];
-                    results[network] = Some(result);
+                    results[network] = Some(*result);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,

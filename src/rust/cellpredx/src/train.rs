@@ -212,7 +212,7 @@ impl TrainingConfig {
                 return Err(CellPredXError::invalid(format!("{name} must be in (0, 1], not {value}")));
             }
         }
-        if !(self.max_epochs > 0.0) {
+        if self.max_epochs.is_nan() || self.max_epochs <= 0.0 {
             return Err(CellPredXError::invalid(format!("max_epochs must be a number > 0, not {}", self.max_epochs)));
         }
         if self.max_steps == 0 || self.batch_size < 2 || self.embedding_dim < 2 {
