@@ -67,11 +67,15 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 /// that work running side by side in several threads (an ensemble's networks) does not queue for
 /// the shared pool.
 pub fn with_pool_threads<R>(count: usize, work: impl FnOnce() -> R) -> R {
-    let pool = Arc::new(build_pool(count.max(1)));
-    let previous = OWN_POOL.with(|own| own.replace(Some(pool)));
-    let result = work();
-    OWN_POOL.with(|own| *own.borrow_mut() = previous);
-    result
+    /// Gives the thread back its previous pool however `work` ends, a panic included.
+    struct Restore(Option<Arc<rayon::ThreadPool>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OWN_POOL.with(|own| *own.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(OWN_POOL.with(|own| own.replace(Some(Arc::new(build_pool(count.max(1)))))));
+    work()
 }
 
 /// Where tensors live. `Auto` takes the first CUDA device when libtorch sees one.
@@ -157,6 +161,18 @@ fn nvidia_device_names() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_can_have_a_pool_of_its_own_until_its_work_ends() {
+        with_pool_threads(2, || {
+            assert_eq!(in_pool(rayon::current_num_threads), 2);
+            assert_eq!(with_pool_threads(3, || in_pool(rayon::current_num_threads)), 3);
+            assert_eq!(in_pool(rayon::current_num_threads), 2, "the inner pool outlived its work");
+            let panicked = std::panic::catch_unwind(|| with_pool_threads(3, || panic!("training failed")));
+            assert!(panicked.is_err());
+            assert_eq!(in_pool(rayon::current_num_threads), 2, "a panic left the inner pool in place");
+        });
+    }
 
     #[test]
     fn threads_apply_to_libtorch_and_the_pool() {
