@@ -229,8 +229,7 @@ fn train_networks(data: &[TrainingData<'_>], configs: &[TrainingConfig], compute
                 let (next, stop) = (&next, &stop);
                 scope.spawn(move || {
                     let _stop_others_on_panic = StopOnPanic(stop);
-                    // libtorch keeps its thread count per calling thread (OpenMP).
-                    tch::set_num_threads(schedule.threads_each as i32);
+                    runtime::set_libtorch_threads_here(schedule.threads_each);
                     runtime::with_pool_threads(schedule.threads_each, || loop {
                         let network = next.fetch_add(1, Ordering::SeqCst);
                         if network >= networks || stop.load(Ordering::Relaxed) {

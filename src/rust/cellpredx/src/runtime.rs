@@ -44,6 +44,16 @@ pub fn set_threads(count: usize) -> Result<()> {
     Ok(())
 }
 
+/// Makes libtorch compute on `count` threads in the calling thread, whatever other threads set
+/// later (an ensemble's networks each train on a fixed count, `ensemble::Schedule`).
+pub fn set_libtorch_threads_here(count: usize) {
+    // A thread takes libtorch's process-wide count the first time it computes in parallel, over
+    // any count set in it before, and another thread may change that count meanwhile. Asking for
+    // the count makes that first time now, so the count set next stays.
+    let _ = tch::get_num_threads();
+    tch::set_num_threads(count.max(1) as i32);
+}
+
 /// The current number of compute threads.
 pub fn threads() -> usize {
     threads_state().lock().map_or(1, |s| s.count)
@@ -183,6 +193,24 @@ mod tests {
         set_threads(2).unwrap();
         assert_eq!(in_pool(rayon::current_num_threads), 2);
         assert!(set_threads(0).is_err());
+    }
+
+    #[test]
+    fn a_thread_keeps_its_libtorch_threads_when_another_changes_the_count() {
+        let (set_here, changed_elsewhere) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                set_libtorch_threads_here(1);
+                set_here.wait();
+                changed_elsewhere.wait();
+                tch::get_num_threads()
+            });
+            set_here.wait();
+            tch::set_num_threads(threads() as i32 + 2);
+            changed_elsewhere.wait();
+            assert_eq!(worker.join().unwrap(), 1);
+        });
+        tch::set_num_threads(threads() as i32);
     }
 
     #[test]
