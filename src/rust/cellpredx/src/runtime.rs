@@ -40,12 +40,12 @@ pub fn set_threads(count: usize) -> Result<()> {
         state.pool = Arc::new(build_pool(count));
         state.count = count;
     }
-    tch::set_num_threads(count as i32);
+    set_libtorch_threads_here(count);
     Ok(())
 }
 
 /// Makes libtorch compute on `count` threads in the calling thread, whatever other threads set
-/// later (an ensemble's networks each train on a fixed count, `ensemble::Schedule`).
+/// later (`set_threads`, and an ensemble's networks, each on a fixed count: `ensemble::Schedule`).
 pub fn set_libtorch_threads_here(count: usize) {
     // A thread takes libtorch's process-wide count the first time it computes in parallel, over
     // any count set in it before, and another thread may change that count meanwhile. Asking for

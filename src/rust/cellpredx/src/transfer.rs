@@ -705,8 +705,8 @@ mod tests {
     fn smoothing_and_ensembles_go_where_a_cell_carries_little_evidence() {
         for scenario in Scenario::ALL {
             for scaled in [false, true] {
-                let little = matches!(scenario, Scenario::RnaAtacMatched | Scenario::RnaAtacUnmatched) || scaled;
                 let rna_to_atac = matches!(scenario, Scenario::RnaAtacMatched | Scenario::RnaAtacUnmatched);
+                let little = rna_to_atac || scaled;
                 let smoothing = if rna_to_atac { 0.5 } else if scaled { 0.8 } else { 0.0 };
                 assert_eq!(auto_smoothing(scenario, scaled), smoothing, "{scenario:?}, scaled {scaled}");
                 assert_eq!(auto_networks(scenario, scaled), if little { DEFAULT_NETWORKS } else { 1 }, "{scenario:?}, scaled {scaled}");
