@@ -32,7 +32,7 @@ model_interpret_ <- function(handle, cells, features, steps, baseline, target, c
 # Predictions for new cells (features x cells, with feature names).
 model_predict_ <- function(handle, cells, features, progress) .Call(wrap__model_predict_, handle, cells, features, progress)
 
-model_save_ <- function(handle, path) .Call(wrap__model_save_, handle, path)
+model_save_ <- function(handle, path, overwrite) .Call(wrap__model_save_, handle, path, overwrite)
 
 # A saved model and its description (JSON).
 model_load_ <- function(path, device) .Call(wrap__model_load_, path, device)
@@ -48,8 +48,12 @@ read_cell_labels_ <- function(path, column, cells) .Call(wrap__read_cell_labels_
 # What this build runs on, for CellPredXInfo().
 runtime_info_ <- function() .Call(wrap__runtime_info_)
 
-# Sets the compute threads of libtorch and of the core's parallel loops.
+# Sets the compute threads of libtorch and of the core's parallel loops; returns the count in
+# effect (capped at the cores the process may use).
 set_threads_ <- function(threads) .Call(wrap__set_threads_, threads)
+
+# The most compute threads this process may use (`runtime::max_threads`).
+max_threads_ <- function() .Call(wrap__max_threads_)
 
 # Resolves "auto" / "cpu" / "cuda" to the device the core will use ("cpu" or "cuda:0").
 resolve_device_ <- function(device) .Call(wrap__resolve_device_, device)

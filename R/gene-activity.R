@@ -205,6 +205,9 @@ gene_activity_matrix <- function(object, annotation, biotypes, features, extend.
   if (is.null(colnames(object))) {
     cli::cli_abort("{.arg {arg}} has no cell names (colnames).", call = call, class = "cellpredx_error")
   }
+  check_text(colnames(object), arg = sprintf("%s's cell names", arg), call = call)
+  check_text(rownames(object), arg = sprintf("%s's peak names", arg), call = call)
+  check_text(fragments, arg = "fragments", call = call)
   if (!is.null(fragments)) {
     if (!is.character(fragments) || length(fragments) != 1 || is.na(fragments)) {
       cli::cli_abort("{.arg fragments} must be the path of one fragments file, not {.obj_type_friendly {fragments}}.",
@@ -248,27 +251,34 @@ gene_activity_matrix <- function(object, annotation, biotypes, features, extend.
 }
 
 # A core error, re-raised from the user's call with the argument it concerns and what to do.
+# Branches on the error's kind (and the glue's own peak-name and filter wording, which are ours),
+# and keeps the core's message as data.
 gene_activity_call <- function(expr, arg, call) {
   rlang::try_fetch(expr, error = function(cnd) {
-    msg <- conditionMessage(cnd)
-    if (identical(msg, rust_interrupt_message)) {
+    error <- parse_rust_error(conditionMessage(cnd))
+    if (identical(error$kind, "interrupted")) {
       rlang::interrupt()
     }
-    bullets <- if (startsWith(msg, "peak name ")) {
-      c("The row names of {.arg {arg}} must be peak regions.", "x" = "{msg}")
-    } else if (grepl("name chromosomes like", msg, fixed = TRUE)) {
-      hint <- if (grepl("add the 'chr' prefix", msg, fixed = TRUE)) {
-        "E.g. {.code rownames(x) <- paste0(\"chr\", rownames(x))} for a matrix, or pass an annotation (GTF, data frame) with Ensembl-style names."
+    msg <- error$message
+    hint <- if (identical(error$kind, "chromosome_naming")) {
+      if (grepl("add the 'chr' prefix", msg, fixed = TRUE)) {
+        cli::format_inline("E.g. {.code rownames(x) <- paste0(\"chr\", rownames(x))} for a matrix, or pass an annotation (GTF, data frame) with Ensembl-style names.")
       } else {
-        "E.g. {.code rownames(x) <- sub(\"^chr\", \"\", rownames(x))} for a matrix, or use a shipped genome ({.val {shipped_genomes}}), which has UCSC-style names."
+        cli::format_inline("E.g. {.code rownames(x) <- sub(\"^chr\", \"\", rownames(x))} for a matrix, or use a shipped genome ({.val {shipped_genomes}}), which has UCSC-style names.")
       }
-      c("{.arg {arg}} and {.arg annotation} name chromosomes differently.", "x" = "{msg}", "i" = hint)
-    } else if (grepl("no gene is left after filtering", msg, fixed = TRUE)) {
-      c("No gene passes {.arg biotypes}, {.arg features} and {.arg max.width}.", "x" = "{msg}")
-    } else {
-      c("{msg}")
     }
-    cli::cli_abort(bullets, call = call, class = "cellpredx_error")
+    header <- if (startsWith(msg, "peak name ")) {
+      cli::format_inline("The row names of {.arg {arg}} must be peak regions.")
+    } else if (identical(error$kind, "chromosome_naming")) {
+      cli::format_inline("{.arg {arg}} and {.arg annotation} name chromosomes differently.")
+    } else if (grepl("no gene is left after filtering", msg, fixed = TRUE)) {
+      cli::format_inline("No gene passes {.arg biotypes}, {.arg features} and {.arg max.width}.")
+    }
+    if (is.null(header)) {
+      abort_rust(error, call = call)
+    }
+    cli::cli_abort(c("{header}", "x" = "{msg}", "i" = if (!is.null(hint)) "{hint}"), call = call,
+                   class = c(paste0("cellpredx_error_", error$kind), "cellpredx_error"), kind = error$kind)
   })
 }
 

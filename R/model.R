@@ -91,21 +91,32 @@ predict.CellPredXModel <- function(object, newdata, threshold = object$descripti
 #'
 #' @param model A `CellPredXModel`.
 #' @param path A directory (created if needed).
+#' @param overwrite Replace a model already saved in `path`. Without it, a
+#'   directory that holds `model.safetensors` or `model.json` is refused, so that
+#'   no saved model is lost by accident.
 #' @param device Where the loaded model computes: `"auto"`, `"cpu"` or `"cuda"`.
 #' @return `SaveCellPredX()`: `path`, invisibly. `LoadCellPredX()`: a `CellPredXModel`.
 #' @examples
 #' # See TrainCellPredX().
 #' @export
-SaveCellPredX <- function(model, path) {
+SaveCellPredX <- function(model, path, overwrite = FALSE) {
   call <- rlang::current_env()
   if (!inherits(model, "CellPredXModel")) {
     cli::cli_abort("{.arg model} must be a {.cls CellPredXModel}, not {.obj_type_friendly {model}}.", call = call, class = "cellpredx_error")
   }
-  if (!is.character(path) || length(path) != 1 || is.na(path)) {
-    cli::cli_abort("{.arg path} must be one directory path.", call = call, class = "cellpredx_error")
-  }
-  call_rust(model_save_(model$handle, path.expand(path)), call = call)
+  check_path(path, call = call)
+  check_flag(overwrite, call = call)
+  call_rust(model_save_(model$handle, path.expand(path), overwrite), call = call)
   invisible(path)
+}
+
+# One non-empty directory path.
+check_path <- function(path, arg = rlang::caller_arg(path), call = rlang::caller_env()) {
+  if (!is.character(path) || length(path) != 1 || is.na(path) || !nzchar(path)) {
+    cli::cli_abort("{.arg {arg}} must be one non-empty directory path, not {describe_value(path)}.",
+                   call = call, class = c("cellpredx_error_invalid_input", "cellpredx_error"))
+  }
+  check_text(path, arg = arg, call = call)
 }
 
 #' @rdname SaveCellPredX
@@ -113,9 +124,7 @@ SaveCellPredX <- function(model, path) {
 LoadCellPredX <- function(path, device = c("auto", "cpu", "cuda")) {
   call <- rlang::current_env()
   device <- rlang::arg_match(device)
-  if (!is.character(path) || length(path) != 1 || is.na(path)) {
-    cli::cli_abort("{.arg path} must be one directory path.", call = call, class = "cellpredx_error")
-  }
+  check_path(path, call = call)
   raw <- call_rust(model_load_(path.expand(path), device), call = call)
   new_model(raw$model, raw$description)
 }

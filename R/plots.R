@@ -66,6 +66,10 @@ PlotEmbedding <- function(object, color.by = c("type", "best.type", "confidence"
                           min.dist = 0.3, seed = 0) {
   color.by <- rlang::arg_match(color.by)
   annotation <- annotation_of(object)
+  if (nrow(annotation$embedding) < 3) {
+    cli::cli_abort("{.fn PlotEmbedding} lays out cells with UMAP, which needs at least 3 cells; {.arg object} has {nrow(annotation$embedding)}.",
+                   call = rlang::current_env(), class = c("cellpredx_error_invalid_input", "cellpredx_error"))
+  }
   layout <- with_seed(seed, uwot::umap(annotation$embedding, n_neighbors = min(n.neighbors, nrow(annotation$embedding) - 1),
                                        min_dist = min.dist, n_threads = 1))
   p <- annotation$predictions

@@ -37,6 +37,7 @@ ReadCellData <- function(path, cells = NULL, obs = NULL) {
     cli::cli_abort("{.arg path} must be one path to a dataset directory, {.file .h5} or {.file .h5ad} file, not {.obj_type_friendly {path}}.",
                    call = call, class = "cellpredx_error")
   }
+  check_text(path, call = call)
   check_name_vector(cells, call = call)
   check_name_vector(obs, call = call)
   path <- path.expand(path)
@@ -61,6 +62,11 @@ read_cell_metadata <- function(path, cells, obs, call) {
   table_file <- file.path(path, "metadata.tsv")
   if (dir.exists(path) && file.exists(table_file)) {
     table <- utils::read.delim(table_file, stringsAsFactors = FALSE, check.names = FALSE)
+    repeated <- anyDuplicated(table[[1]])
+    if (repeated) {
+      cli::cli_abort("{.path {table_file}} lists cell {.val {table[[1]][repeated]}} more than once (rows {match(table[[1]][repeated], table[[1]])} and {repeated}); each cell needs exactly one row.",
+                     call = call, class = c("cellpredx_error_invalid_input", "cellpredx_error"))
+    }
     row <- match(cells, table[[1]])
     if (anyNA(row)) {
       cli::cli_abort("{.path {table_file}} has no row for {sum(is.na(row))} of the {length(cells)} cells (the first is {.val {cells[is.na(row)][1]}}).",

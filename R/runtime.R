@@ -52,11 +52,20 @@ default_threads <- function() {
 }
 
 # Applies a `threads` argument (NULL = the option, else the default) for the calls that follow.
+# More threads than the cores the process may use are capped there, with a warning: thousands of
+# threads exhaust the OS and crash the session.
 apply_threads <- function(threads, call = rlang::caller_env()) {
+  from_option <- is.null(threads) && !is.null(getOption("cellpredx.threads"))
+  arg <- if (from_option) "options(cellpredx.threads)" else "threads"
   threads <- threads %||% getOption("cellpredx.threads") %||% default_threads()
-  check_count(threads, arg = "threads", call = call)
-  call_rust(set_threads_(as.integer(threads)), call = call)
-  invisible(as.integer(threads))
+  check_count(threads, arg = arg, call = call)
+  cores <- call_rust(max_threads_(), call = call)
+  if (threads > cores) {
+    cli::cli_warn("{.arg {arg}} = {threads} is more than the {cores} core{?s} this machine gives R; using {cores}.",
+                  call = call, class = "cellpredx_warning_threads")
+    threads <- cores
+  }
+  invisible(call_rust(set_threads_(as.integer(threads)), call = call))
 }
 
 # "auto", "cpu" or "cuda" to the device the core will use: "cpu" or "cuda:0".

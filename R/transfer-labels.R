@@ -44,12 +44,21 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #' @param ... Passed on to the methods.
 #' @return For matrices, a `CellPredXResult`: a list with `predictions` (a data
 #'   frame, one row per query cell: `predicted.id`, `prediction.score.max`,
-#'   `best.type`, `log.doubt` = ln(1 - max probability), `prototype.similarity`
+#'   `best.type`, `log.doubt` = ln(1 - max probability) of each network's
+#'   classifier before smoothing, averaged over the networks (it equals
+#'   `log(1 - prediction.score.max)` only for one network without smoothing),
+#'   `prototype.similarity`
 #'   = cosine similarity to the nearest type's mean reference embedding,
 #'   `reference.distance` = mean distance in the embedding to the 10 nearest
 #'   reference cells, and `novelty`, the open-set score [EvaluateLabels()] uses:
 #'   `reference.distance` averaged over each cell's neighbourhood in the query,
-#'   higher for cells of types the reference lacks),
+#'   higher for cells of types the reference lacks). Query cells with no value
+#'   above zero in the shared features carry no evidence: they take no part in
+#'   training, are always `"Unknown"`, and get equal probabilities for every
+#'   type (so `log.doubt` = ln(1 - 1/K) for K types), a zero embedding and
+#'   `prototype.similarity`, and the largest `reference.distance` and
+#'   `novelty` of the other cells. A query with no such cell at all is an
+#'   error,
 #'   `probabilities` (types x cells), `embedding` (cells x 64 per network: the
 #'   networks' embeddings side by side), `history` (every loss at every step of
 #'   every network), `networks` (each network's seed, steps and why its
@@ -119,9 +128,20 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
     cli::cli_abort("{.arg ref.labels} has {length(bad)} missing or empty label{?s} (the first at cell {bad[1]}); remove those cells or label them.",
                    call = call, class = "cellpredx_error")
   }
+  check_text(as.character(labels), arg = "ref.labels", call = call)
   if (length(unique(labels)) < 2) {
     cli::cli_abort("{.arg ref.labels} has a single cell type ({.val {unique(labels)}}); a transfer needs at least two.",
                    call = call, class = "cellpredx_error")
+  }
+  if ("Unknown" %in% labels) {
+    cli::cli_abort(c(
+      "{.arg ref.labels} has a type named {.val Unknown}, the name CellPredX gives the cells it rejects.",
+      "i" = "Rename it, e.g. {.code labels[labels == \"Unknown\"] <- \"Unknown (reference)\"}, so that the two can be told apart."
+    ), call = call, class = c("cellpredx_error_invalid_input", "cellpredx_error"))
+  }
+  warn_case_only_matches(rownames(ref), rownames(query), call)
+  if (identical(scenario, "rna_rna") && is.null(settings$normalization) && is.null(settings$preprocess$normalization)) {
+    warn_normalization_mismatch(ref, query, call)
   }
   counts <- table(labels)
   if (any(counts == 1)) {
@@ -159,6 +179,47 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
   result
 }
 
+# Features that match only when case is ignored ("cd3e" against "CD3E") are left out of the
+# match; when they are many, the user almost certainly meant them to match.
+warn_case_only_matches <- function(ref_features, query_features, call) {
+  exact <- sum(query_features %in% ref_features)
+  unmatched <- query_features[!query_features %in% ref_features]
+  case_only <- unmatched[toupper(unmatched) %in% toupper(ref_features)]
+  if (length(case_only) >= max(10, 0.05 * exact)) {
+    example <- case_only[[1]]
+    ref_example <- ref_features[match(toupper(example), toupper(ref_features))]
+    cli::cli_warn(c(
+      "{length(case_only)} {.arg query} feature{?s} match{?es/} {.arg ref} features only when case is ignored (e.g. {.val {example}} and {.val {ref_example}}); {?it is/they are} left out.",
+      "i" = "Make the names agree first, e.g. {.code rownames(query) <- toupper(rownames(query))} (only {exact} feature{?s} match exactly)."
+    ), call = call, class = "cellpredx_warning_feature_case")
+  }
+}
+
+# Whether every stored value is a whole number (raw counts) rather than normalised data.
+holds_counts <- function(x) {
+  values <- if (methods::is(x, "dgCMatrix")) x@x else as.vector(x)
+  all(values == round(values), na.rm = TRUE)
+}
+
+# With `normalization = "auto"`, counts are log-normalised and anything else is taken as already
+# normalised: a side of counts beside a side of other values only works when that side was
+# normalised the same way, which the values cannot show. Say so rather than let most cells turn
+# Unknown.
+warn_normalization_mismatch <- function(ref, query, call) {
+  kinds <- c(ref = holds_counts(ref), query = holds_counts(query))
+  if (kinds[["ref"]] == kinds[["query"]]) return(invisible())
+  counts_side <- names(kinds)[kinds]
+  other_side <- names(kinds)[!kinds]
+  other <- if (other_side == "ref") ref else query
+  values <- if (methods::is(other, "dgCMatrix")) other@x else as.vector(other)
+  example <- format(values[values != round(values)][1], digits = 4)
+  cli::cli_warn(c(
+    "{.arg {counts_side}} holds counts (whole numbers) but {.arg {other_side}} does not (e.g. {example}).",
+    "i" = "The counts are log-normalised (to 10,000 per cell, then log1p) and {.arg {other_side}} is taken as already normalised: results are only right if it was normalised exactly that way.",
+    "i" = "Give both sides as raw counts, or both normalised the same way, or set {.code settings = list(normalization = \"none\")} (or another method) for both."
+  ), call = call, class = "cellpredx_warning_normalization")
+}
+
 # "3 networks of 1000 steps", "1 network of 1000 steps (center loss converged)", ...
 networks_summary <- function(networks) {
   steps <- unique(networks$steps)
@@ -191,7 +252,7 @@ prediction_result <- function(raw, cells, threshold) {
   confidence <- probabilities[cbind(best, seq_along(best))]
   best_type <- raw$classes[best]
   predictions <- data.frame(
-    predicted.id = ifelse(confidence >= threshold, best_type, "Unknown"),
+    predicted.id = ifelse(confidence >= threshold & !raw$no_counts, best_type, "Unknown"),
     prediction.score.max = confidence,
     best.type = best_type,
     log.doubt = raw$log_doubt,
@@ -225,6 +286,7 @@ check_names <- function(x, arg, call) {
       cli::cli_abort("{.arg {arg}} has no {what} names ({if (what == 'features') 'rownames' else 'colnames'}); CellPredX matches features by name.",
                      call = call, class = "cellpredx_error")
     }
+    check_text(names, arg = sprintf("%s's %s names", arg, if (what == "features") "feature" else "cell"), call = call)
     dup <- anyDuplicated(names)
     if (dup) {
       cli::cli_abort("{.arg {arg}} has duplicated {what} names (e.g. {.val {names[dup]}}); make them unique first, e.g. with {.fn make.unique}.",
@@ -317,7 +379,8 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 #'   type, whatever its confidence), `prediction.score.max` and
 #'   `<prefix>.novelty` (the open-set score), an assay
 #'   `prediction.scores.cellpredx` with every type's probability (features are
-#'   types; Seurat turns `_` into `-` in their names), a dimensional reduction
+#'   types, with `_` written as `-` since Seurat feature names cannot hold `_`;
+#'   `Misc(query, "CellPredX")$score.names` maps each assay row to its type), a dimensional reduction
 #'   `cellpredx` (the embedding) and `Misc(query, "CellPredX")`: the model, the
 #'   training history, the settings, the features used, the open-set scores and,
 #'   with `interpret = TRUE`, the determinant genes (`determinants`); each
@@ -350,7 +413,12 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
   for (field in names(columns)) {
     query[[columns[[field]]]] <- result$predictions[[field]]
   }
-  scores <- SeuratObject::CreateAssayObject(data = result$probabilities)
+  # Seurat feature names cannot hold "_" (it would rename them with a warning): the types are
+  # renamed here, and the mapping is kept so that each assay row can be traced to its type.
+  probabilities <- result$probabilities
+  score_names <- stats::setNames(rownames(probabilities), make.unique(gsub("_", "-", rownames(probabilities), fixed = TRUE)))
+  rownames(probabilities) <- names(score_names)
+  scores <- SeuratObject::CreateAssayObject(data = probabilities)
   SeuratObject::Key(scores) <- "predictionscorescellpredx_"
   query[["prediction.scores.cellpredx"]] <- scores
   query[["cellpredx"]] <- SeuratObject::CreateDimReducObject(embeddings = result$embedding, key = "CellPredX_",
@@ -358,7 +426,9 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
   if (interpret) {
     query[[paste0(prefix, ".determinants")]] <- cell_determinant_strings(result$determinants, colnames(query))
   }
-  SeuratObject::Misc(query, "CellPredX") <- result_record(result, prefix, list(assay = query.assay, layer = layer))
+  record <- result_record(result, prefix, list(assay = query.assay, layer = layer))
+  record$score.names <- score_names
+  SeuratObject::Misc(query, "CellPredX") <- record
   query
 }
 
@@ -378,7 +448,9 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   ref_counts <- sce_counts(ref, ref.assay, "ref", call)
   query_counts <- sce_counts(query, query.assay, "query", call)
   labels <- metadata_labels(ref.labels, as.data.frame(SummarizedExperiment::colData(ref)), ncol(ref), call = call)
-  scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query), call = call)
+  scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query),
+                               ref_kind = sce_kind(ref, ref.assay, rownames(ref_counts)),
+                               query_kind = sce_kind(query, query.assay, rownames(query_counts)), call = call)
   result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
@@ -432,6 +504,16 @@ default_query_assay <- function(query, ref_assay, verbose, call) {
     cli::cli_inform("Using the query's gene-activity assay {.val {activity[[1]]}} (its active assay {.val {assay}} holds peaks).")
   }
   activity[[1]]
+}
+
+# What a SingleCellExperiment's assay holds, as the Seurat method reads it from the assay's name:
+# the assay name first (e.g. "gene_activity"), then the main experiment's name ("RNA", "peaks",
+# "Gene Expression"), and otherwise gene features (not peak regions) are RNA.
+sce_kind <- function(object, assay, features) {
+  main <- SingleCellExperiment::mainExpName(object)
+  kind <- assay_kind(assay) %||% (if (!is.null(main)) assay_kind(main)) %||%
+    (if (!is.null(main) && grepl("^gene expression$", main, ignore.case = TRUE)) "rna")
+  kind %||% if (looks_like_peaks(features)) "peaks" else "rna"
 }
 
 assay_kind <- function(assay) {

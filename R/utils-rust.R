@@ -1,20 +1,54 @@
-# Calls into Rust go through call_rust(): a core error becomes an R error raised from the
-# user-facing function (`call`), and an interrupt the core noticed becomes an R interrupt again.
+# Calls into Rust go through call_rust(): a core error becomes an R condition of class
+# `cellpredx_error_<kind>` (and `cellpredx_error`) raised from the user-facing function (`call`),
+# and an interrupt the core noticed becomes an R interrupt again. The core's message is data: it
+# can hold file names, feature names and file content, so it never reaches cli as a template.
 
-# Must match INTERRUPTED in src/rust/cellpredx-r/src/errors.rs.
-rust_interrupt_message <- "interrupted by the user"
+# Separates the kind from the message in an error from the glue (KIND_MARK in
+# src/rust/cellpredx-r/src/errors.rs).
+rust_error_mark <- "\x1e"
+
+# The kind and message of an error raised by the glue; errors raised elsewhere (R itself) keep
+# their message and are of kind "r".
+parse_rust_error <- function(message) {
+  parts <- strsplit(message, rust_error_mark, fixed = TRUE)[[1]]
+  if (startsWith(message, rust_error_mark) && length(parts) >= 3) {
+    list(kind = parts[[2]], message = paste(parts[-(1:2)], collapse = " "))
+  } else {
+    list(kind = "r", message = message)
+  }
+}
 
 call_rust <- function(expr, call = rlang::caller_env()) {
+  check_not_forked(call)
   rlang::try_fetch(
     expr,
     error = function(cnd) {
-      message <- conditionMessage(cnd)
-      if (identical(message, rust_interrupt_message)) {
+      error <- parse_rust_error(conditionMessage(cnd))
+      if (identical(error$kind, "interrupted")) {
         rlang::interrupt()
       }
-      cli::cli_abort(message, call = call, class = "cellpredx_error")
+      abort_rust(error, call = call)
     }
   )
+}
+
+# A forked child (parallel::mclapply, multicore futures) inherits libtorch's thread pool without
+# its threads, and its first parallel computation waits for them forever.
+check_not_forked <- function(call) {
+  if (!is.null(session$pid) && !identical(Sys.getpid(), session$pid)) {
+    cli::cli_abort(c(
+      "CellPredX cannot compute in a forked child process (process {Sys.getpid()}, forked from {session$pid}).",
+      "x" = "libtorch's threads do not survive a fork: the call would hang.",
+      "i" = "Use a PSOCK cluster instead, e.g. {.code BiocParallel::SnowParam()} or {.code parallel::makePSOCKcluster()}."
+    ), call = call, class = c("cellpredx_error_forked", "cellpredx_error"))
+  }
+}
+
+# Raises a parsed core error with its class; `bullets` are our own cli lines to add.
+abort_rust <- function(error, call, bullets = NULL) {
+  message <- error$message
+  cli::cli_abort(c("{message}", bullets), call = call,
+                 class = c(paste0("cellpredx_error_", error$kind), "cellpredx_error"), kind = error$kind)
 }
 
 # A progress callback for long Rust calls: a cli progress bar when `verbose`, else NULL (the

@@ -39,3 +39,25 @@ seurat_pair <- function(pair) {
     pair$ref, meta.data = data.frame(type = pair$ref_meta$cell_type, row.names = colnames(pair$ref))))
   list(ref = ref, query = suppressWarnings(SeuratObject::CreateSeuratObject(pair$query)))
 }
+
+# The types of toy_counts()' cells.
+toy_types <- function(n) rep(c("T", "B"), length.out = n)
+
+# Two separable cell types as counts (genes x cells, dgCMatrix): `n` cells alternating between
+# the types (toy_types()), `genes` genes of which the first half are high in type "T"; `depth`
+# scales the counts.
+toy_counts <- function(n, depth = 1, genes = 150, seed = 1) {
+  withr_seed <- .Random.seed_or_null()
+  on.exit(restore_seed(withr_seed))
+  set.seed(seed)
+  type <- toy_types(n)
+  rate <- outer(rep(c(2, 0.2), each = genes / 2), type == "T", function(a, t) ifelse(t, a, 2.2 - a))
+  x <- matrix(rpois(length(rate), depth * rate), genes, n,
+              dimnames = list(paste0("gene", seq_len(genes)), paste0("cell", seq_len(n))))
+  Matrix::Matrix(x, sparse = TRUE)
+}
+
+.Random.seed_or_null <- function() if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
+restore_seed <- function(seed) if (!is.null(seed)) assign(".Random.seed", seed, globalenv())
+
+tiny <- list(max_steps = 10, batch_size = 32)

@@ -54,7 +54,10 @@ enum Command {
 
 fn run(cli: Cli) -> cellpredx::Result<()> {
     if let Some(threads) = cli.threads {
-        runtime::set_threads(threads)?;
+        let used = runtime::set_threads(threads)?;
+        if used < threads {
+            eprintln!("cellpredx: --threads {threads} is more than the {used} cores this machine gives the process; using {used}");
+        }
     }
     match cli.command {
         Command::Info { json } => {

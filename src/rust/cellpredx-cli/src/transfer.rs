@@ -129,6 +129,9 @@ pub struct TransferArgs {
     /// Also save the trained model (model.safetensors + model.json) in this directory, for `cellpredx predict`.
     #[arg(long)]
     save_model: Option<PathBuf>,
+    /// Replace a model already saved in the --save-model directory.
+    #[arg(long)]
+    overwrite_model: bool,
 }
 
 /// What `predict` and `interpret` start from: a saved model and the cells to run it on.
@@ -152,8 +155,10 @@ pub struct SavedModelArgs {
 }
 
 impl SavedModelArgs {
-    /// The model on the chosen device, the cells, and the device's name.
+    /// The model on the chosen device, the cells, and the device's name; `--out` is checked
+    /// first, so that a path that cannot take the results fails before any work.
     pub fn load(&self) -> Result<(TransferModel, Dataset, String)> {
+        check_out_dir(&self.out, "--out")?;
         let device = self.device.parse::<DeviceChoice>()?.resolve()?;
         let model = TransferModel::load(&self.model, Compute::on(device))?;
         let cells = keep_cells(io::read_dataset(&self.query)?, self.query_cells.as_deref())?;
@@ -310,6 +315,19 @@ fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("cannot create {}", path.display()), e))
 }
 
+/// Makes sure results can be written to the directory `flag` names before any work is done, so
+/// that a long training is not lost to a path that turns out to be a file or read-only.
+pub(crate) fn check_out_dir(path: &Path, flag: &str) -> Result<()> {
+    if path.exists() && !path.is_dir() {
+        return Err(CellPredXError::invalid(format!("{flag} {} is a file, not a directory; give a directory for the results", path.display())));
+    }
+    std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("{flag} {}: cannot create the directory", path.display()), e))?;
+    let probe = path.join(format!(".cellpredx-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| CellPredXError::io(format!("{flag} {}: cannot write there", path.display()), e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// A confidence threshold is a probability.
 fn check_threshold(threshold: f64) -> Result<f64> {
     if (0.0..=1.0).contains(&threshold) {
@@ -350,6 +368,11 @@ pub fn run(args: TransferArgs) -> Result<()> {
             eprintln!("{msg}");
         }
     };
+    check_out_dir(&args.out, "--out")?;
+    if let Some(dir) = &args.save_model {
+        check_out_dir(dir, "--save-model")?;
+        TransferModel::check_save_target(dir, args.overwrite_model)?;
+    }
 
     let reference = keep_cells(io::read_dataset(&args.reference)?, args.ref_cells.as_deref())?;
     let query = keep_cells(io::read_dataset(&args.query)?, args.query_cells.as_deref())?;
@@ -421,7 +444,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "config": result.config,
     });
     if let Some(dir) = &args.save_model {
-        result.model.save(dir)?;
+        result.model.save(dir, args.overwrite_model)?;
     }
     write_json(&args.out.join("run.json"), &summary)?;
     say(format!(

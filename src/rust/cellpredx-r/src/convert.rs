@@ -10,7 +10,7 @@ use extendr_api::prelude::*;
 
 fn slot(x: &Robj, name: &str, arg: &str) -> extendr_api::Result<Robj> {
     x.get_attrib(name)
-        .ok_or_else(|| Error::Other(format!("`{arg}` is a dgCMatrix without its `{name}` slot")))
+        .ok_or_else(|| crate::errors::invalid(format!("`{arg}` is a dgCMatrix without its `{name}` slot")))
 }
 
 /// A features x cells R matrix (`dgCMatrix`, or a base double/integer matrix) as cells x features.
@@ -18,11 +18,11 @@ pub fn csr_from_r(x: &Robj, arg: &str) -> extendr_api::Result<CsrMatrix> {
     if x.inherits("dgCMatrix") {
         let dim = slot(x, "Dim", arg)?;
         let dim = dim.as_integer_slice().filter(|d| d.len() == 2).ok_or_else(|| {
-            Error::Other(format!("`{arg}` has a malformed `Dim` slot"))
+            crate::errors::invalid(format!("`{arg}` has a malformed `Dim` slot"))
         })?;
         let (features, cells) = (dim[0] as usize, dim[1] as usize);
         let (p, i, values) = (slot(x, "p", arg)?, slot(x, "i", arg)?, slot(x, "x", arg)?);
-        let malformed = || Error::Other(format!("`{arg}` is a malformed dgCMatrix (slot types)"));
+        let malformed = || crate::errors::invalid(format!("`{arg}` is a malformed dgCMatrix (slot types)"));
         return CsrMatrix::from_compressed_i32(
             cells,
             features,
@@ -30,22 +30,22 @@ pub fn csr_from_r(x: &Robj, arg: &str) -> extendr_api::Result<CsrMatrix> {
             i.as_integer_slice().ok_or_else(malformed)?,
             values.as_real_slice().ok_or_else(malformed)?,
         )
-        .map_err(|e| Error::Other(format!("`{arg}`: {e}")));
+        .map_err(|e| crate::errors::invalid(format!("`{arg}`: {e}")));
     }
     let dim = x
         .get_attrib("dim")
         .and_then(|d| d.as_integer_slice().map(|d| d.to_vec()))
         .filter(|d| d.len() == 2)
-        .ok_or_else(|| Error::Other(format!("`{arg}` must be a dgCMatrix or a numeric matrix")))?;
+        .ok_or_else(|| crate::errors::invalid(format!("`{arg}` must be a dgCMatrix or a numeric matrix")))?;
     let (features, cells) = (dim[0] as usize, dim[1] as usize);
     let dense = if let Some(values) = x.as_real_slice() {
         CsrMatrix::from_dense_row_major(cells, features, values)
     } else if let Some(values) = x.as_integer_slice() {
         CsrMatrix::from_dense_row_major(cells, features, values)
     } else {
-        return Err(Error::Other(format!("`{arg}` must be a dgCMatrix or a numeric matrix")));
+        return Err(crate::errors::invalid(format!("`{arg}` must be a dgCMatrix or a numeric matrix")));
     };
-    dense.map_err(|e| Error::Other(format!("`{arg}`: {e}")))
+    dense.map_err(|e| crate::errors::invalid(format!("`{arg}`: {e}")))
 }
 
 /// A character vector (feature names, labels) as Rust strings.
@@ -56,7 +56,7 @@ pub fn strings_from_r(x: &Strings) -> Vec<String> {
 /// Cells x features back to R as the slots of a features x cells `dgCMatrix`.
 pub fn csr_to_r(m: &CsrMatrix) -> extendr_api::Result<List> {
     let to_i32 = |v: usize| {
-        i32::try_from(v).map_err(|_| Error::Other(format!("{v} is too large for an R sparse matrix")))
+        i32::try_from(v).map_err(|_| crate::errors::invalid(format!("{v} is too large for an R sparse matrix")))
     };
     let p = m.indptr().iter().map(|&v| to_i32(v)).collect::<extendr_api::Result<Vec<i32>>>()?;
     let i: Vec<i32> = m.indices().iter().map(|&v| v as i32).collect();
@@ -66,18 +66,18 @@ pub fn csr_to_r(m: &CsrMatrix) -> extendr_api::Result<List> {
 
 /// Cell labels from a character vector or a factor (whose level order is kept).
 pub fn labels_from_r(x: &Robj, arg: &str) -> extendr_api::Result<Labels> {
-    let with_arg = |e: cellpredx::CellPredXError| Error::Other(format!("`{arg}`: {e}"));
+    let with_arg = |e: cellpredx::CellPredXError| crate::errors::invalid(format!("`{arg}`: {e}"));
     if x.is_factor() {
         let levels_robj = x.get_attrib("levels");
         let levels = levels_robj.as_ref().and_then(|l| l.as_str_vector()).unwrap_or_default();
-        let codes = x.as_integer_slice().ok_or_else(|| Error::Other(format!("`{arg}` is a malformed factor")))?;
+        let codes = x.as_integer_slice().ok_or_else(|| crate::errors::invalid(format!("`{arg}` is a malformed factor")))?;
         let labels = codes.iter().map(|&c| {
             if c == i32::MIN { None } else { levels.get((c - 1) as usize).copied() }
         });
         return Labels::encode(labels, Some(&levels)).map_err(with_arg);
     }
     let strings = Strings::try_from(x.clone())
-        .map_err(|_| Error::Other(format!("`{arg}` must be a character vector or a factor")))?;
+        .map_err(|_| crate::errors::invalid(format!("`{arg}` must be a character vector or a factor")))?;
     Labels::encode(strings.iter().map(|s| if s.is_na() { None } else { Some(s.as_ref()) }), None).map_err(with_arg)
 }
 

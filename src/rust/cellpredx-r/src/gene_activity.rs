@@ -11,7 +11,7 @@ use extendr_api::prelude::*;
 use std::path::Path;
 
 fn strings(x: &Robj, what: &str) -> extendr_api::Result<Vec<String>> {
-    let s = Strings::try_from(x.clone()).map_err(|_| Error::Other(format!("{what} must be a character vector")))?;
+    let s = Strings::try_from(x.clone()).map_err(|_| crate::errors::invalid(format!("{what} must be a character vector")))?;
     Ok(s.iter().map(|v| if v.is_na() { String::new() } else { v.to_string() }).collect())
 }
 
@@ -22,7 +22,7 @@ fn numbers(x: &Robj, what: &str) -> extendr_api::Result<Vec<f64>> {
     if let Some(v) = x.as_integer_slice() {
         return Ok(v.iter().map(|&i| if i == i32::MIN { f64::NAN } else { i as f64 }).collect());
     }
-    Err(Error::Other(format!("{what} must be numeric")))
+    Err(crate::errors::invalid(format!("{what} must be numeric")))
 }
 
 /// The annotation from a list of columns named as in the shipped tables.
@@ -31,7 +31,7 @@ fn annotation_from_r(columns: &List) -> extendr_api::Result<GeneAnnotation> {
         columns
             .iter()
             .find_map(|(n, v)| (n == name).then_some(v))
-            .ok_or_else(|| Error::Other(format!("the gene annotation has no column `{name}`")))
+            .ok_or_else(|| crate::errors::invalid(format!("the gene annotation has no column `{name}`")))
     };
     let column = |name: &str| -> extendr_api::Result<Vec<String>> { strings(&get(name)?, &format!("annotation column `{name}`")) };
     GeneAnnotation::from_columns(
@@ -58,7 +58,7 @@ fn whole(x: f64, what: &str) -> extendr_api::Result<u64> {
     if x.is_finite() && x >= 0.0 && x.fract() == 0.0 {
         Ok(x as u64)
     } else {
-        Err(Error::Other(format!("`{what}` must be a whole number of at least 0, not {x}")))
+        Err(crate::errors::invalid(format!("`{what}` must be a whole number of at least 0, not {x}")))
     }
 }
 

@@ -15,7 +15,7 @@ fn knn_graph_(embedding: RMatrix<f64>, k: i32, metric: &str, progress: Nullable<
         let data = embedding.data();
         let points = Array2::from_shape_fn((cells, dims), |(i, j)| data[j * cells + i] as f32);
         let metric: Metric = metric.parse().map_err(r_err)?;
-        let k = usize::try_from(k).map_err(|_| Error::Other(format!("k must be positive, not {k}")))?;
+        let k = usize::try_from(k).map_err(|_| crate::errors::invalid(format!("k must be positive, not {k}")))?;
         let graph = knn_graph(points.view(), k, metric, &mut RProgress::new(progress)).map_err(r_err)?;
         let neighbours = RMatrix::new_matrix(cells, k, |i, j| graph.neighbours[[i, j]] as i32 + 1);
         let distances = RMatrix::new_matrix(cells, k, |i, j| graph.distances[[i, j]] as f64);

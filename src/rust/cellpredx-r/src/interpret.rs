@@ -49,7 +49,7 @@ fn model_interpret_(
             path_space: match path_space {
                 "embedding" => PathSpace::Embedding,
                 "input" => PathSpace::Input,
-                other => return Err(Error::Other(format!("unknown path space {other:?}; use \"embedding\" or \"input\""))),
+                other => return Err(crate::errors::invalid(format!("unknown path space {other:?}; use \"embedding\" or \"input\""))),
             },
             ..Default::default()
         };

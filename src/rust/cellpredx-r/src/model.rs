@@ -14,8 +14,8 @@ use std::path::Path;
 /// models across sessions.
 pub(crate) fn model_of(handle: &Robj) -> extendr_api::Result<&ExternalPtr<TransferModel>> {
     <&ExternalPtr<TransferModel>>::try_from(handle).map_err(|_| {
-        Error::Other(
-            "this CellPredX model has no weights in this R session (saveRDS() does not keep them); save models with SaveCellPredX() and read them back with LoadCellPredX()".into(),
+        crate::errors::invalid(
+            "this CellPredX model has no weights in this R session (saveRDS() does not keep them); save models with SaveCellPredX() and read them back with LoadCellPredX()",
         )
     })
 }
@@ -33,8 +33,8 @@ fn model_predict_(handle: Robj, cells: Robj, features: Strings, progress: Nullab
 }
 
 #[extendr]
-fn model_save_(handle: Robj, path: &str) -> extendr_api::Result<()> {
-    guard("model_save_", || model_of(&handle)?.save(Path::new(path)).map_err(r_err))
+fn model_save_(handle: Robj, path: &str, overwrite: bool) -> extendr_api::Result<()> {
+    guard("model_save_", || model_of(&handle)?.save(Path::new(path), overwrite).map_err(r_err))
 }
 
 /// A saved model and its description (JSON).
@@ -43,7 +43,7 @@ fn model_load_(path: &str, device: &str) -> extendr_api::Result<List> {
     guard("model_load_", || {
         let device = device.parse::<DeviceChoice>().map_err(r_err)?.resolve().map_err(r_err)?;
         let model = TransferModel::load(Path::new(path), Compute::on(device)).map_err(r_err)?;
-        let description = serde_json::to_string(&model.description).map_err(|e| Error::Other(e.to_string()))?;
+        let description = serde_json::to_string(&model.description).map_err(|e| crate::errors::invalid(e.to_string()))?;
         Ok(list!(model = ExternalPtr::new(model), description = description))
     })
 }

@@ -22,13 +22,20 @@ fn runtime_info_() -> extendr_api::Result<List> {
     })
 }
 
-/// Sets the compute threads of libtorch and of the core's parallel loops.
+/// Sets the compute threads of libtorch and of the core's parallel loops; returns the count in
+/// effect (capped at the cores the process may use).
 #[extendr]
-fn set_threads_(threads: i32) -> extendr_api::Result<()> {
+fn set_threads_(threads: i32) -> extendr_api::Result<i32> {
     guard("set_threads_", || {
-        let threads = usize::try_from(threads).map_err(|_| Error::Other("threads must be at least 1".into()))?;
-        runtime::set_threads(threads).map_err(r_err)
+        let threads = usize::try_from(threads).map_err(|_| crate::errors::invalid("threads must be at least 1"))?;
+        Ok(runtime::set_threads(threads).map_err(r_err)? as i32)
     })
+}
+
+/// The most compute threads this process may use (`runtime::max_threads`).
+#[extendr]
+fn max_threads_() -> i32 {
+    i32::try_from(runtime::max_threads()).unwrap_or(i32::MAX)
 }
 
 /// Resolves "auto" / "cpu" / "cuda" to the device the core will use ("cpu" or "cuda:0").
@@ -47,7 +54,7 @@ fn training_step_ms_(features: i32, batch: i32, classes: i32, steps: i32, device
     guard("training_step_ms_", || {
         let device = device.parse::<runtime::DeviceChoice>().and_then(|d| d.resolve()).map_err(r_err)?;
         let shape = cellpredx::model::NetworkShape::new(features.into(), classes.into());
-        let steps = usize::try_from(steps).map_err(|_| Error::Other("steps must be positive".into()))?;
+        let steps = usize::try_from(steps).map_err(|_| crate::errors::invalid("steps must be positive"))?;
         cellpredx::diagnostics::training_step_ms(shape, batch.into(), steps, 5, device).map_err(r_err)
     })
 }
@@ -62,6 +69,7 @@ extendr_module! {
     mod runtime;
     fn runtime_info_;
     fn set_threads_;
+    fn max_threads_;
     fn resolve_device_;
     fn training_step_ms_;
     fn trigger_panic_;

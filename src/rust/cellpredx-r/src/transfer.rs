@@ -13,7 +13,7 @@ use extendr_api::prelude::*;
 use ndarray::Array2;
 
 fn json_error(e: serde_json::Error) -> Error {
-    Error::Other(format!("settings: {e}"))
+    crate::errors::invalid(format!("settings: {e}"))
 }
 
 /// The scenario's preset settings as JSON (`{"preprocess": {...}, "training": {...}, ...}`).
@@ -25,21 +25,56 @@ fn transfer_preset_(scenario: &str) -> extendr_api::Result<String> {
     })
 }
 
+/// The sections of the settings, as `CellPredXPresets()` shows them; a setting is named by its
+/// field alone or inside its section (`list(training = list(max_steps = 30))`).
+const SECTIONS: [&str; 2] = ["preprocess", "training"];
+
 /// Overrides `settings` (a JSON object of field → value, each field found in `preprocess` or
-/// `training` or at the top level) on the scenario's preset.
+/// `training` or at the top level, or a section holding such fields) on the scenario's preset.
+/// Each error names the setting and the value given.
 fn config_from(scenario: Scenario, overrides: &str) -> extendr_api::Result<TransferConfig> {
-    let mut config = serde_json::to_value(TransferConfig::preset(scenario)).map_err(json_error)?;
+    let preset = serde_json::to_value(TransferConfig::preset(scenario)).map_err(json_error)?;
     let overrides: serde_json::Map<String, serde_json::Value> = serde_json::from_str(overrides).map_err(json_error)?;
+    let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
     for (name, value) in overrides {
-        let section = ["preprocess", "training"].into_iter().find(|s| config[*s].get(&name).is_some());
-        let slot = match section {
-            Some(section) => &mut config[section][&name],
-            None if config.get(&name).is_some() && name != "scenario" => &mut config[&name],
-            None => return Err(Error::Other(format!("unknown setting `{name}`; see CellPredXPresets() for the settings there are"))),
-        };
-        *slot = value;
+        match value {
+            serde_json::Value::Object(inner) if SECTIONS.contains(&name.as_str()) => fields.extend(inner),
+            value => fields.push((name, value)),
+        }
     }
-    serde_json::from_value(config).map_err(|e| Error::Other(format!("a setting has the wrong type: {e}")))
+    let mut config = preset.clone();
+    for (name, value) in &fields {
+        let section = SECTIONS.into_iter().find(|s| preset[*s].get(name).is_some());
+        let slot = match section {
+            Some(section) => &mut config[section][name],
+            None if preset.get(name).is_some() && !SECTIONS.contains(&name.as_str()) && name != "scenario" => &mut config[name],
+            None => return Err(crate::errors::invalid(format!("unknown setting `{name}`; see CellPredXPresets() for the settings there are"))),
+        };
+        // Each value alone on the preset first, so that a wrong one is named.
+        let mut alone = preset.clone();
+        match section {
+            Some(section) => alone[section][name] = value.clone(),
+            None => alone[name] = value.clone(),
+        }
+        if let Err(e) = serde_json::from_value::<TransferConfig>(alone) {
+            let expected = expected_kind(section.map_or(&preset[name], |s| &preset[s][name]));
+            let given = if value.is_null() { "NA or NULL".to_string() } else { value.to_string() };
+            return Err(crate::errors::invalid(format!("setting `{name}` must be {expected}, not {given} ({e})")));
+        }
+        *slot = value.clone();
+    }
+    serde_json::from_value(config).map_err(|e| crate::errors::invalid(format!("the settings do not fit together: {e}")))
+}
+
+/// What a setting takes, judged from its preset value.
+fn expected_kind(preset: &serde_json::Value) -> &'static str {
+    match preset {
+        serde_json::Value::Number(n) if n.is_u64() => "a whole number of at least 0",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "TRUE or FALSE",
+        serde_json::Value::String(_) => "one of its named choices (see CellPredXPresets())",
+        _ => "a value of its type (see CellPredXPresets())",
+    }
 }
 
 /// Probabilities (classes x cells), embedding (cells x dimensions) and open-set scores.
@@ -52,7 +87,8 @@ pub fn predictions_to_r(p: &Predictions) -> List {
         log_doubt = p.log_doubt.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         prototype_similarity = p.prototype_similarity.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         reference_distance = p.reference_distance.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-        novelty = p.novelty.iter().map(|&v| v as f64).collect::<Vec<_>>()
+        novelty = p.novelty.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        no_counts = p.no_counts.clone()
     )
 }
 

@@ -20,7 +20,31 @@ pub struct NetworkShape {
     pub reference_cells: i64,
 }
 
+/// The largest embedding and context widths a model file may declare: far above any trained
+/// model (64), and small enough that a forged description cannot make the loader allocate much.
+pub const MAX_LAYER_WIDTH: i64 = 4096;
+
 impl NetworkShape {
+    /// The numbers a network of this shape keeps in a model file (its variables: the layers'
+    /// weights and biases, the attention's batch-norm statistics, the prototypes and the
+    /// reference sample), so that a file's size can be checked before anything is allocated.
+    /// `None` when the count overflows.
+    pub fn stored_values(&self) -> Option<i64> {
+        let NetworkShape { input_dim, embedding_dim: e, context_dim: c, n_classes: k, reference_cells: r } = *self;
+        let linear = |inputs: i64, outputs: i64| inputs.checked_add(1)?.checked_mul(outputs);
+        [
+            linear(input_dim, e)?,
+            linear(e, c)?,
+            c.checked_mul(4)?,
+            linear(c, e.checked_mul(2)?)?,
+            linear(e, k)?,
+            k.checked_mul(e)?,
+            r.checked_mul(e)?,
+        ]
+        .into_iter()
+        .try_fold(0i64, i64::checked_add)
+    }
+
     /// The default layer sizes for `input_dim` features and `n_classes` types, with no reference
     /// sample (training sets it).
     pub fn new(input_dim: i64, n_classes: i64) -> Self {
@@ -123,6 +147,18 @@ mod tests {
                 "classifier.weight", "encoder.bias", "encoder.weight"
             ]
         );
+    }
+
+    #[test]
+    fn stored_values_count_every_variable_of_the_network() {
+        let shape = NetworkShape { input_dim: 30, embedding_dim: 16, context_dim: 8, n_classes: 4, reference_cells: 7 };
+        let vs = VarStore::new(Device::Cpu);
+        let _net = CellPredXNet::new(&vs.root(), shape);
+        let _summary = crate::train::summary_variables(&vs, shape).unwrap();
+        let counted: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+        assert_eq!(shape.stored_values(), Some(counted));
+        let huge = NetworkShape { input_dim: i64::MAX, ..shape };
+        assert_eq!(huge.stored_values(), None);
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Predictions {
     /// (higher = more likely a type the reference lacks). On the open-set benchmark pairs it
     /// separates the novel types best of the scores here (bench/NOTES.md).
     pub novelty: Vec<f32>,
+    /// Cells with no value above zero in the model's features: nothing places them, so they get
+    /// the scores `with_cells_without_counts` gives and are always `UNKNOWN`.
+    pub no_counts: Vec<bool>,
 }
 
 impl Predictions {
@@ -86,9 +89,52 @@ impl Predictions {
     pub fn labels(&self, threshold: f64) -> Vec<&str> {
         self.best()
             .into_iter()
-            .map(|(k, p)| if f64::from(p) >= threshold { self.classes[k].as_str() } else { UNKNOWN })
+            .zip(&self.no_counts)
+            .map(|((k, p), &empty)| if !empty && f64::from(p) >= threshold { self.classes[k].as_str() } else { UNKNOWN })
             .collect()
     }
+
+    /// The predictions of all cells from those of the cells with counts (`self`, in order),
+    /// `has_counts` telling which cells those are. A cell without counts carries no evidence:
+    /// it gets equal probabilities for every type (so `log_doubt` is ln(1 − 1/K)), a zero
+    /// embedding and prototype similarity, and the largest reference distance and novelty of
+    /// the others, so that it ranks among the cells least like the reference.
+    pub fn with_cells_without_counts(self, has_counts: &[bool]) -> Predictions {
+        let n = has_counts.len();
+        let classes = self.classes.len();
+        let width = self.embedding.ncols();
+        let mut probabilities = Array2::<f32>::from_elem((n, classes), 1.0 / classes as f32);
+        let mut embedding = Array2::<f32>::zeros((n, width));
+        let uniform_doubt = (1.0 - 1.0 / classes as f32).ln();
+        let largest = |v: &[f32]| v.iter().copied().fold(0f32, f32::max);
+        let (far, novel) = (largest(&self.reference_distance), largest(&self.novelty));
+        let mut out = Predictions {
+            classes: self.classes.clone(),
+            probabilities: Array2::zeros((0, classes)),
+            embedding: Array2::zeros((0, width)),
+            log_doubt: vec![uniform_doubt; n],
+            prototype_similarity: vec![0.0; n],
+            reference_distance: vec![far; n],
+            novelty: vec![novel; n],
+            no_counts: has_counts.iter().map(|&h| !h).collect(),
+        };
+        for (kept, cell) in (0..n).filter(|&i| has_counts[i]).enumerate() {
+            probabilities.row_mut(cell).assign(&self.probabilities.row(kept));
+            embedding.row_mut(cell).assign(&self.embedding.row(kept));
+            out.log_doubt[cell] = self.log_doubt[kept];
+            out.prototype_similarity[cell] = self.prototype_similarity[kept];
+            out.reference_distance[cell] = self.reference_distance[kept];
+            out.novelty[cell] = self.novelty[kept];
+        }
+        out.probabilities = probabilities;
+        out.embedding = embedding;
+        out
+    }
+}
+
+/// Which rows (cells) have a value above zero: the others carry no evidence for any type.
+pub fn rows_with_counts(m: &CsrMatrix) -> Vec<bool> {
+    (0..m.n_rows()).map(|r| m.row(r).1.iter().any(|&v| v > 0.0)).collect()
 }
 
 /// Smoothing is a share: at least 0 (none) and below 1 (a cell's own prediction must count).
@@ -214,6 +260,7 @@ impl Ensemble {
             prototype_similarity,
             reference_distance: distance,
             novelty,
+            no_counts: vec![false; n],
         })
     }
 }
@@ -243,10 +290,23 @@ mod tests {
             prototype_similarity: vec![0.9, 0.5, 0.8],
             reference_distance: vec![0.1, 0.3, 0.2],
             novelty: vec![0.1, 0.3, 0.2],
+            no_counts: vec![false; 3],
         };
         assert_eq!(p.labels(0.95), ["a", UNKNOWN, "b"]);
         assert_eq!(p.labels(0.5), ["a", "b", "b"]);
         assert_eq!(p.best()[1], (1, 0.6));
+
+        // Two cells without counts around them: equal probabilities, finite scores, Unknown at
+        // any threshold.
+        let all = p.with_cells_without_counts(&[false, true, true, false, true]);
+        assert_eq!(all.no_counts, [true, false, false, true, false]);
+        assert_eq!(all.probabilities.row(0).to_vec(), [0.5, 0.5]);
+        assert_eq!(all.probabilities.row(2).to_vec(), [0.4, 0.6]);
+        assert_eq!(all.log_doubt[3], 0.5f32.ln());
+        assert_eq!(all.novelty, [0.3, 0.1, 0.3, 0.3, 0.2]);
+        assert_eq!(all.reference_distance[0], 0.3);
+        assert!(all.embedding.iter().all(|v| v.is_finite()));
+        assert_eq!(all.labels(0.0), [UNKNOWN, "a", "b", UNKNOWN, "b"]);
     }
 
     #[test]

@@ -23,12 +23,16 @@ pub struct FeatureMatch {
 /// Below this many shared features the two sides almost certainly name different things.
 pub const MIN_SHARED_FEATURES: usize = 100;
 
-/// Intersects the feature names in the reference's order.
+/// Intersects the feature names, in name order.
 pub fn match_features(reference: &[String], query: &[String]) -> Result<FeatureMatch> {
     index_names(reference, "reference")?;
     let query_index = index_names(query, "query")?;
     let mut shared = FeatureMatch { names: Vec::new(), reference: Vec::new(), query: Vec::new() };
-    for (r, name) in reference.iter().enumerate() {
+    // In name order, not either side's: the same data with its features in another order then
+    // trains the same network, where a new order would change results as much as a new seed.
+    let mut by_name: Vec<(usize, &String)> = reference.iter().enumerate().collect();
+    by_name.sort_unstable_by(|a, b| a.1.cmp(b.1));
+    for (r, name) in by_name {
         if let Some(&q) = query_index.get(name.as_str()) {
             shared.names.push(name.clone());
             shared.reference.push(r);
@@ -603,14 +607,19 @@ mod tests {
     }
 
     #[test]
-    fn features_match_in_reference_order() {
+    fn features_match_in_name_order_whatever_either_sides_order() {
         let reference = names("g", 0..150);
         let mut query = names("g", 20..200);
         query.reverse();
         let m = match_features(&reference, &query).unwrap();
-        assert_eq!(m.names, names("g", 20..150));
-        assert_eq!(m.reference, (20..150).collect::<Vec<_>>());
+        let mut expected = names("g", 20..150);
+        expected.sort();
+        assert_eq!(m.names, expected);
+        assert!(m.names.iter().zip(&m.reference).all(|(n, &r)| &reference[r] == n));
         assert!(m.names.iter().zip(&m.query).all(|(n, &q)| &query[q] == n));
+        let mut permuted = reference.clone();
+        permuted.reverse();
+        assert_eq!(match_features(&permuted, &query).unwrap().names, m.names);
     }
 
     #[test]

@@ -15,7 +15,7 @@ struct Threads {
 fn threads_state() -> &'static Mutex<Threads> {
     static STATE: OnceLock<Mutex<Threads>> = OnceLock::new();
     STATE.get_or_init(|| {
-        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = max_threads();
         Mutex::new(Threads { count, pool: Arc::new(build_pool(count)) })
     })
 }
@@ -29,19 +29,28 @@ fn build_pool(count: usize) -> rayon::ThreadPool {
         .unwrap_or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("one thread"))
 }
 
+/// The most compute threads this process may use: the cores the OS gives it (cgroup and affinity
+/// limits included). More threads than that only oversubscribe the cores, and thousands of them
+/// exhaust the OS's threads and crash the process.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Sets the number of compute threads for libtorch's intra-op parallelism and for the core's own
-/// parallel loops alike, so the two never oversubscribe the cores between them.
-pub fn set_threads(count: usize) -> Result<()> {
+/// parallel loops alike, so the two never oversubscribe the cores between them. A count above
+/// `max_threads()` is capped there; the count in effect is returned so callers can say so.
+pub fn set_threads(count: usize) -> Result<usize> {
     if count == 0 {
         return Err(CellPredXError::invalid("threads must be at least 1"));
     }
+    let count = count.min(max_threads());
     let mut state = threads_state().lock().map_err(|_| CellPredXError::invalid("thread settings are unavailable"))?;
     if state.count != count {
         state.pool = Arc::new(build_pool(count));
         state.count = count;
     }
     set_libtorch_threads_here(count);
-    Ok(())
+    Ok(count)
 }
 
 /// Makes libtorch compute on `count` threads in the calling thread, whatever other threads set
@@ -190,9 +199,16 @@ mod tests {
         assert_eq!(threads(), 1);
         assert_eq!(tch::get_num_threads(), 1);
         assert_eq!(in_pool(rayon::current_num_threads), 1);
-        set_threads(2).unwrap();
-        assert_eq!(in_pool(rayon::current_num_threads), 2);
+        let two = set_threads(2).unwrap();
+        assert_eq!(in_pool(rayon::current_num_threads), two);
         assert!(set_threads(0).is_err());
+        // Above the cores: capped there (thousands of threads crashed the process).
+        let cores = max_threads();
+        assert_eq!(set_threads(1000).unwrap(), cores);
+        assert_eq!(threads(), cores);
+        assert_eq!(in_pool(rayon::current_num_threads), cores);
+        assert_eq!(tch::get_num_threads() as usize, cores);
+        set_threads(1).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::error::{CellPredXError, Result};
 use crate::graph::{knn_graph, KnnGraph, Metric};
 use crate::interpret::{Attributions, IntegratedGradientsConfig};
 use crate::labels::Labels;
-use crate::predict::{check_prior_correction, check_smoothing, Predictions, DEFAULT_THRESHOLD};
+use crate::predict::{check_prior_correction, check_smoothing, rows_with_counts, Predictions, DEFAULT_THRESHOLD};
 use crate::preprocess::{self, FeatureScaling};
 use crate::progress::ProgressSink;
 use crate::sparse::CsrMatrix;
@@ -218,6 +218,10 @@ fn auto_graph_metric(scenario: Scenario, scaled: bool) -> Metric {
     }
 }
 
+/// The fewest query cells (with counts) a transfer trains on: its neighbour graph and the
+/// query's PCA need a few cells; fewer than this are annotated with a trained model instead.
+pub const MIN_QUERY_CELLS: usize = 3;
+
 /// One side of a transfer: cells × features with the features' names.
 pub struct Side<'a> {
     pub matrix: &'a CsrMatrix,
@@ -295,9 +299,8 @@ pub struct TransferModel {
 }
 
 impl TransferModel {
-    /// The network's input for `cells`: its features in the model's order (others ignored,
-    /// missing ones zero), normalised and scaled as the training query was.
-    fn prepare(&self, cells: Side<'_>) -> Result<CsrMatrix> {
+    /// `cells` in the model's features, in its order (others ignored, missing ones zero).
+    fn aligned(&self, cells: Side<'_>) -> Result<CsrMatrix> {
         let features = &self.description.features;
         let position: HashMap<&str, u32> = features.iter().enumerate().map(|(i, f)| (f.as_str(), i as u32)).collect();
         let column_map: Vec<Option<u32>> = cells.features.iter().map(|f| position.get(f.as_str()).copied()).collect();
@@ -322,8 +325,12 @@ impl TransferModel {
             values.extend(row.iter().map(|&(_, v)| v));
             indptr.push(indices.len());
         }
-        let aligned = CsrMatrix::try_new(m.n_rows(), features.len(), indptr, indices, values)?;
-        let normalized = normalize(&aligned, resolve(self.description.normalization, &aligned));
+        CsrMatrix::try_new(m.n_rows(), features.len(), indptr, indices, values)
+    }
+
+    /// The network's input for aligned cells: normalised and scaled as the training query was.
+    fn network_input(&self, aligned: &CsrMatrix) -> Result<CsrMatrix> {
+        let normalized = normalize(aligned, resolve(self.description.normalization, aligned));
         if self.description.scale {
             scaled(&normalized)
         } else {
@@ -334,18 +341,32 @@ impl TransferModel {
     /// Probabilities and embeddings of new cells (cells × features with the features' names).
     pub fn predict(&self, cells: Side<'_>, progress: &mut dyn ProgressSink) -> Result<Predictions> {
         cells.validate("the cells to annotate")?;
-        self.ensemble.predict(&self.prepare(cells)?, self.description.smoothing, progress)
+        let aligned = self.aligned(cells)?;
+        let has_counts = rows_with_counts(&aligned);
+        let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
+        if counted.is_empty() {
+            return Err(CellPredXError::invalid(format!(
+                "none of the {} cells to annotate has a value above zero in the model's {} features; check that their counts (or normalised values) are in the matrix given",
+                has_counts.len(),
+                self.description.features.len()
+            )));
+        }
+        let aligned = if counted.len() < has_counts.len() { aligned.select_rows(&counted)? } else { aligned };
+        Ok(self.ensemble.predict(&self.network_input(&aligned)?, self.description.smoothing, progress)?.with_cells_without_counts(&has_counts))
     }
 
     /// Integrated Gradients of new cells (cells × features with the features' names) with
     /// respect to the model's features.
     pub fn interpret(&self, cells: Side<'_>, config: &IntegratedGradientsConfig, progress: &mut dyn ProgressSink) -> Result<Attributions> {
         cells.validate("the cells to interpret")?;
-        self.ensemble.integrated_gradients(&self.prepare(cells)?, config, progress)
+        self.ensemble.integrated_gradients(&self.network_input(&self.aligned(cells)?)?, config, progress)
     }
 
-    /// Writes `model.safetensors` (weights) and `model.json` (this description) into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// Writes `model.safetensors` (weights) and `model.json` (this description) into `dir`. A
+    /// model already there is replaced only when `overwrite` says so; an empty path, or a path
+    /// that is a file, is refused.
+    pub fn save(&self, dir: &Path, overwrite: bool) -> Result<()> {
+        Self::check_save_target(dir, overwrite)?;
         std::fs::create_dir_all(dir).map_err(|e| CellPredXError::io(format!("cannot create {}", dir.display()), e))?;
         self.ensemble.save_weights(&dir.join(WEIGHTS_FILE))?;
         let text = serde_json::to_string_pretty(&self.description).map_err(|e| CellPredXError::invalid(e.to_string()))?;
@@ -353,10 +374,32 @@ impl TransferModel {
         std::fs::write(&path, text + "\n").map_err(|e| CellPredXError::io(format!("cannot write {}", path.display()), e))
     }
 
-    /// Reads a model written by `save`.
+    /// Whether `save` may write into `dir`: refuses an empty path, a file, and a model already
+    /// there unless `overwrite`.
+    pub fn check_save_target(dir: &Path, overwrite: bool) -> Result<()> {
+        if dir.as_os_str().is_empty() {
+            return Err(CellPredXError::invalid("the model path is empty; give a directory to save the model in"));
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(CellPredXError::invalid(format!("{} is a file, not a directory; give a directory to save the model in", dir.display())));
+        }
+        let existing: Vec<&str> = [WEIGHTS_FILE, DESCRIPTION_FILE].into_iter().filter(|f| dir.join(f).exists()).collect();
+        if !existing.is_empty() && !overwrite {
+            return Err(CellPredXError::invalid(format!(
+                "{} already holds a model ({}); choose another directory, or replace it (R: overwrite = TRUE; command line: --overwrite-model)",
+                dir.display(),
+                existing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a model written by `save`. A model file may come from anyone: every size and value
+    /// in its description is checked, and the weights file's size against the sizes, before
+    /// anything is allocated for them.
     pub fn load(dir: &Path, compute: Compute) -> Result<Self> {
         let path = dir.join(DESCRIPTION_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| CellPredXError::io(format!("cannot read the model description {}", path.display()), e))?;
+        let text = read_bounded(&path, MAX_DESCRIPTION_BYTES, "the model description")?;
         let not_a_description = |e: serde_json::Error| CellPredXError::invalid(format!("{} is not a CellPredX model description: {e}", path.display()));
         // The format first: another format's description need not parse as this one's.
         let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_description)?;
@@ -369,19 +412,80 @@ impl TransferModel {
             )));
         }
         let description: ModelDescription = serde_json::from_value(value).map_err(not_a_description)?;
-        if description.features.len() as i64 != description.shape.input_dim || description.classes.len() as i64 != description.shape.n_classes {
-            return Err(CellPredXError::invalid(format!("{}: the features or classes do not match the network's shape", path.display())));
-        }
-        let mut ensemble = Ensemble::load_weights(
-            &dir.join(WEIGHTS_FILE),
-            description.shape,
-            &description.classes,
-            &description.training,
-            &description.networks,
-            compute,
-        )?;
+        description.check().map_err(|why| CellPredXError::invalid(format!("{}: {why}; the file is damaged or was not written by CellPredX", path.display())))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        description.check_weights_size(&weights)?;
+        let mut ensemble = Ensemble::load_weights(&weights, description.shape, &description.classes, &description.training, &description.networks, compute)?;
         ensemble.correct_priors(&description.class_cells, description.prior_correction).map_err(|e| CellPredXError::invalid(format!("{}: {e}", path.display())))?;
         Ok(TransferModel { ensemble, description })
+    }
+}
+
+/// The largest model description read: a model of a million features with long names is a few
+/// tens of MB.
+const MAX_DESCRIPTION_BYTES: u64 = 256 << 20;
+
+/// Room in a weights file beside the numbers: the safetensors header that names each tensor.
+const MAX_WEIGHTS_HEADER_BYTES: u64 = 1 << 20;
+
+fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<String> {
+    let size = std::fs::metadata(path).map_err(|e| CellPredXError::io(format!("cannot read {what} {}", path.display()), e))?.len();
+    if size > limit {
+        return Err(CellPredXError::invalid(format!("{} has {size} bytes, more than a {what} can have ({limit}); it is not a CellPredX model", path.display())));
+    }
+    std::fs::read_to_string(path).map_err(|e| CellPredXError::io(format!("cannot read {what} {}", path.display()), e))
+}
+
+impl ModelDescription {
+    /// Every size and value within its bounds and consistent with the others, in the file's
+    /// own field names.
+    fn check(&self) -> std::result::Result<(), String> {
+        let shape = &self.shape;
+        if shape.input_dim < 1 || shape.input_dim as usize != self.features.len() {
+            return Err(format!("shape.input_dim is {}, and the model lists {} features", shape.input_dim, self.features.len()));
+        }
+        if shape.n_classes < 2 || shape.n_classes as usize != self.classes.len() {
+            return Err(format!("shape.n_classes is {}, and the model lists {} classes (at least 2)", shape.n_classes, self.classes.len()));
+        }
+        for (name, width) in [("shape.embedding_dim", shape.embedding_dim), ("shape.context_dim", shape.context_dim)] {
+            if !(2..=crate::model::MAX_LAYER_WIDTH).contains(&width) {
+                return Err(format!("{name} is {width}; a CellPredX model has 2 to {}", crate::model::MAX_LAYER_WIDTH));
+            }
+        }
+        if shape.embedding_dim != self.training.embedding_dim {
+            return Err(format!("shape.embedding_dim is {} but training.embedding_dim is {}", shape.embedding_dim, self.training.embedding_dim));
+        }
+        if self.class_cells.len() != self.classes.len() || self.class_cells.contains(&0) {
+            return Err(format!("class_cells has {} counts for {} classes; each class needs at least one cell", self.class_cells.len(), self.classes.len()));
+        }
+        let reference_cells: usize = self.class_cells.iter().sum();
+        if shape.reference_cells < 0 || shape.reference_cells as usize > reference_cells {
+            return Err(format!("shape.reference_cells is {}, and the reference had {reference_cells} cells (class_cells)", shape.reference_cells));
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(format!("threshold is {}; it must be between 0 and 1", self.threshold));
+        }
+        check_smoothing(self.smoothing).map_err(|e| e.to_string())?;
+        check_prior_correction(self.prior_correction).map_err(|e| e.to_string())?;
+        check_networks(self.networks.len()).map_err(|e| format!("{} networks: {e}", self.networks.len()))?;
+        self.training.validate().map_err(|e| format!("training: {e}"))
+    }
+
+    /// The weights file holds exactly the numbers the description's networks need (float32),
+    /// plus a header: checked on the file's size, so that a description claiming huge layers
+    /// is refused before anything is read or allocated.
+    fn check_weights_size(&self, weights: &Path) -> Result<()> {
+        let not_these = |why: String| CellPredXError::invalid(format!("{} is missing, truncated or not the weights of this model: {why}", weights.display()));
+        let size = std::fs::metadata(weights).map_err(|e| not_these(e.to_string()))?.len();
+        let values = self.shape.stored_values().and_then(|v| v.checked_mul(self.networks.len() as i64)).and_then(|v| v.checked_mul(4));
+        let needed = values.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| not_these("the model description's sizes overflow".into()))?;
+        if size < needed || size > needed.saturating_add(MAX_WEIGHTS_HEADER_BYTES) {
+            return Err(not_these(format!(
+                "it has {size} bytes, and {} network(s) of the described shape need {needed} bytes of weights",
+                self.networks.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -507,6 +611,25 @@ pub fn transfer(
     let matched = shared_features(&reference, &query, config.preprocess.variable_features)?;
     let reference_raw = preprocess::select_columns(reference.matrix, &matched.reference);
     let query_raw = preprocess::select_columns(query.matrix, &matched.query);
+    // Cells without counts in the shared features carry no evidence: they neither train nor
+    // shape the neighbour graph, and are predicted as such (`with_cells_without_counts`).
+    let has_counts = rows_with_counts(&query_raw);
+    let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
+    if counted.is_empty() {
+        return Err(CellPredXError::invalid(format!(
+            "none of the {} query cells has a value above zero in the {} features it shares with the reference; check that the query's counts (or normalised values) are in the assay and layer given",
+            has_counts.len(),
+            matched.names.len()
+        )));
+    }
+    let query_raw = if counted.len() < has_counts.len() { query_raw.select_rows(&counted)? } else { query_raw };
+    let query_embedding = query_embedding.map(|e| e.select(ndarray::Axis(0), &counted));
+    if query_raw.n_rows() < MIN_QUERY_CELLS {
+        return Err(CellPredXError::invalid(format!(
+            "the query has {} cell(s) with counts; a transfer needs at least {MIN_QUERY_CELLS}, since the query's neighbourhoods shape training. To annotate a few cells, train on a larger query (or the reference's own cells) and predict these with the model",
+            query_raw.n_rows()
+        )));
+    }
     let normalization = [resolve(config.preprocess.normalization, &reference_raw), resolve(config.preprocess.normalization, &query_raw)];
     let mut reference_input = normalize(&reference_raw, normalization[0]);
     drop(reference_raw);
@@ -534,7 +657,7 @@ pub fn transfer(
     // network is the one a single-network transfer with seed + i trains (to the rounding of its
     // share of the threads, `Schedule`); a given embedding has no seed and serves them all.
     let graphs = match query_embedding {
-        Some(e) => vec![neighbour_graph(e, &config.preprocess, metric, progress)?],
+        Some(e) => vec![neighbour_graph(e.view(), &config.preprocess, metric, progress)?],
         None => (0..networks)
             .map(|i| {
                 let mut sink = Relabel::stage(progress, "neighbour graph", (networks > 1).then(|| format!("neighbour graph {} of {networks}", i + 1)));
@@ -553,7 +676,7 @@ pub fn transfer(
     let mut ensemble = Ensemble::train(&data, &run.training, compute, progress)?;
     let class_cells = labels.counts();
     ensemble.correct_priors(&class_cells, prior_correction)?;
-    let predictions = ensemble.predict(&query_input, smoothing, progress)?;
+    let predictions = ensemble.predict(&query_input, smoothing, progress)?.with_cells_without_counts(&has_counts);
     let description = ModelDescription {
         format: MODEL_FORMAT,
         package_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -625,7 +748,7 @@ mod tests {
     fn a_saved_model_predicts_new_cells_as_the_transfer_did() {
         let (result, query, features) = toy_transfer();
         let dir = scratch("roundtrip");
-        result.model.save(&dir).unwrap();
+        result.model.save(&dir, false).unwrap();
         let loaded = TransferModel::load(&dir, Compute::on(Device::Cpu)).unwrap();
         assert_eq!(loaded.description, result.model.description);
         // The toy panel is small, so it was scaled and (smoothing, networks: None) smoothed and
@@ -750,7 +873,7 @@ mod tests {
         let dir = scratch("broken");
         let load_error = |dir: &Path| TransferModel::load(dir, Compute::on(Device::Cpu)).err().unwrap().to_string();
         assert!(load_error(&dir).contains("cannot read the model description"));
-        result.model.save(&dir).unwrap();
+        result.model.save(&dir, false).unwrap();
         let weights = dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&weights).unwrap();
         std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();

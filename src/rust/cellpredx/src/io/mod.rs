@@ -30,20 +30,40 @@ pub struct Dataset {
 /// with `features.tsv` and `barcodes.tsv`; a `.h5` file is CellRanger's HDF5 output; a `.h5ad`
 /// file is AnnData.
 pub fn read_dataset(path: &Path) -> Result<Dataset> {
-    if path.is_dir() {
-        return mtx::read_mtx_dir(path);
-    }
-    if !path.exists() {
+    let dataset = if path.is_dir() {
+        mtx::read_mtx_dir(path)?
+    } else if !path.exists() {
         return Err(CellPredXError::invalid(format!("{} does not exist", path.display())));
+    } else {
+        match extension(path).as_deref() {
+            Some("h5") => h5::read_10x_h5(path)?,
+            Some("h5ad") => h5::read_h5ad(path)?,
+            _ => {
+                return Err(CellPredXError::invalid(format!(
+                    "{}: unknown dataset format; expected a directory with matrix.mtx(.gz), features.tsv and barcodes.tsv, a 10x .h5 file or an AnnData .h5ad file",
+                    path.display()
+                )))
+            }
+        }
+    };
+    check_unique_cells(path, &dataset.cells)?;
+    Ok(dataset)
+}
+
+/// Cells are matched to metadata and results by name, so a name given twice is an error.
+fn check_unique_cells(path: &Path, cells: &[String]) -> Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(cells.len());
+    for (i, cell) in cells.iter().enumerate() {
+        if let Some(first) = seen.insert(cell.as_str(), i) {
+            return Err(CellPredXError::invalid(format!(
+                "{}: cell {cell:?} is named twice (cells {} and {}); cell names (barcodes) must be unique",
+                path.display(),
+                first + 1,
+                i + 1
+            )));
+        }
     }
-    match extension(path).as_deref() {
-        Some("h5") => h5::read_10x_h5(path),
-        Some("h5ad") => h5::read_h5ad(path),
-        _ => Err(CellPredXError::invalid(format!(
-            "{}: unknown dataset format; expected a directory with matrix.mtx(.gz), features.tsv and barcodes.tsv, a 10x .h5 file or an AnnData .h5ad file",
-            path.display()
-        ))),
-    }
+    Ok(())
 }
 
 /// Looks up the label of each of `cells` in column `column` of a cell metadata table: a TSV file
