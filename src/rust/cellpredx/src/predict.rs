@@ -132,9 +132,17 @@ impl Predictions {
     }
 }
 
-/// Which rows (cells) have a value above zero: the others carry no evidence for any type.
-pub fn rows_with_counts(m: &CsrMatrix) -> Vec<bool> {
-    (0..m.n_rows()).map(|r| m.row(r).1.iter().any(|&v| v > 0.0)).collect()
+/// The rows (cells) of `m` that have a value above zero, and which rows those are: the others
+/// carry no evidence for any type. When no row has one, the error says so in the words of
+/// `none_has_counts` (given the number of rows).
+pub fn keep_rows_with_counts(m: CsrMatrix, none_has_counts: impl FnOnce(usize) -> String) -> Result<(CsrMatrix, Vec<bool>)> {
+    let has_counts: Vec<bool> = (0..m.n_rows()).map(|r| m.row(r).1.iter().any(|&v| v > 0.0)).collect();
+    let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
+    if counted.is_empty() {
+        return Err(CellPredXError::invalid(none_has_counts(has_counts.len())));
+    }
+    let kept = if counted.len() < has_counts.len() { m.select_rows(&counted)? } else { m };
+    Ok((kept, has_counts))
 }
 
 /// Smoothing is a share: at least 0 (none) and below 1 (a cell's own prediction must count).

@@ -7,7 +7,7 @@ use crate::error::{CellPredXError, Result};
 use crate::graph::{knn_graph, KnnGraph, Metric};
 use crate::interpret::{Attributions, IntegratedGradientsConfig};
 use crate::labels::Labels;
-use crate::predict::{check_prior_correction, check_smoothing, rows_with_counts, Predictions, DEFAULT_THRESHOLD};
+use crate::predict::{check_prior_correction, check_smoothing, keep_rows_with_counts, Predictions, DEFAULT_THRESHOLD};
 use crate::preprocess::{self, FeatureScaling};
 use crate::progress::ProgressSink;
 use crate::sparse::CsrMatrix;
@@ -341,17 +341,10 @@ impl TransferModel {
     /// Probabilities and embeddings of new cells (cells × features with the features' names).
     pub fn predict(&self, cells: Side<'_>, progress: &mut dyn ProgressSink) -> Result<Predictions> {
         cells.validate("the cells to annotate")?;
-        let aligned = self.aligned(cells)?;
-        let has_counts = rows_with_counts(&aligned);
-        let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
-        if counted.is_empty() {
-            return Err(CellPredXError::invalid(format!(
-                "none of the {} cells to annotate has a value above zero in the model's {} features; check that their counts (or normalised values) are in the matrix given",
-                has_counts.len(),
-                self.description.features.len()
-            )));
-        }
-        let aligned = if counted.len() < has_counts.len() { aligned.select_rows(&counted)? } else { aligned };
+        let features = self.description.features.len();
+        let (aligned, has_counts) = keep_rows_with_counts(self.aligned(cells)?, |cells| {
+            format!("none of the {cells} cells to annotate has a value above zero in the model's {features} features; check that their counts (or normalised values) are in the matrix given")
+        })?;
         Ok(self.ensemble.predict(&self.network_input(&aligned)?, self.description.smoothing, progress)?.with_cells_without_counts(&has_counts))
     }
 
@@ -613,17 +606,14 @@ pub fn transfer(
     let query_raw = preprocess::select_columns(query.matrix, &matched.query);
     // Cells without counts in the shared features carry no evidence: they neither train nor
     // shape the neighbour graph, and are predicted as such (`with_cells_without_counts`).
-    let has_counts = rows_with_counts(&query_raw);
-    let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
-    if counted.is_empty() {
-        return Err(CellPredXError::invalid(format!(
-            "none of the {} query cells has a value above zero in the {} features it shares with the reference; check that the query's counts (or normalised values) are in the assay and layer given",
-            has_counts.len(),
-            matched.names.len()
-        )));
-    }
-    let query_raw = if counted.len() < has_counts.len() { query_raw.select_rows(&counted)? } else { query_raw };
-    let query_embedding = query_embedding.map(|e| e.select(ndarray::Axis(0), &counted));
+    let shared = matched.names.len();
+    let (query_raw, has_counts) = keep_rows_with_counts(query_raw, |cells| {
+        format!("none of the {cells} query cells has a value above zero in the {shared} features it shares with the reference; check that the query's counts (or normalised values) are in the assay and layer given")
+    })?;
+    let query_embedding = query_embedding.map(|e| {
+        let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
+        e.select(ndarray::Axis(0), &counted)
+    });
     if query_raw.n_rows() < MIN_QUERY_CELLS {
         return Err(CellPredXError::invalid(format!(
             "the query has {} cell(s) with counts; a transfer needs at least {MIN_QUERY_CELLS}, since the query's neighbourhoods shape training. To annotate a few cells, train on a larger query (or the reference's own cells) and predict these with the model",
