@@ -18,8 +18,11 @@
 #'   character vector (`c(old = "new")`), e.g. to collapse reference subtypes
 #'   into the query's coarser labels. Types renamed to the same name merge.
 #' @return A `CellPredXEvaluation`: a list with `accuracy`, `macro_f1`, `auroc`
-#'   and `oscr` (`NA` without novel types), `scored_cells`, `novel_cells` and
-#'   `per_type` (a data frame).
+#'   and `oscr` (`NA` without novel types), `scored_cells`, `novel_cells`,
+#'   `per_type` (a data frame), and the decision the labels (`predicted.id`)
+#'   make: `label_accuracy` (the share of shared-type cells whose label is their
+#'   true type; Unknown counts as wrong), `unknown_shared` and `unknown_novel`
+#'   (the shares of shared-type and of novel cells called Unknown).
 #' @examples
 #' \donttest{
 #' set.seed(1)
@@ -50,6 +53,13 @@ EvaluateLabels <- function(object, truth, map = NULL) {
   scores$per_type <- as.data.frame(scores$per_type, stringsAsFactors = FALSE)
   scores$auroc <- scores$auroc %||% NA_real_
   scores$oscr <- scores$oscr %||% NA_real_
+  # The decision as well as the ranking: how often the labels (predicted.id) are right and how
+  # often they say Unknown, on cells of shared types and on novel cells.
+  shared <- truth %in% unique(rename(annotation$classes))
+  unknown <- predictions$predicted.id == "Unknown"
+  scores$label_accuracy <- mean(rename(predictions$predicted.id)[shared] == truth[shared])
+  scores$unknown_shared <- mean(unknown[shared])
+  scores$unknown_novel <- if (any(!shared)) mean(unknown[!shared]) else NA_real_
   structure(scores, class = "CellPredXEvaluation")
 }
 
@@ -60,6 +70,8 @@ print.CellPredXEvaluation <- function(x, ...) {
   if (x$novel_cells > 0 && !is.na(x$auroc)) {
     cat(sprintf("  novel types: %d cells, AUROC %.3f, OSCR %.3f\n", x$novel_cells, x$auroc, x$oscr))
   }
+  cat(sprintf("  labels (predicted.id): accuracy %.3f; Unknown: %.1f%% of shared-type cells%s\n", x$label_accuracy,
+              100 * x$unknown_shared, if (is.na(x$unknown_novel)) "" else sprintf(", %.1f%% of novel cells", 100 * x$unknown_novel)))
   print(x$per_type, row.names = FALSE, digits = 3)
   invisible(x)
 }

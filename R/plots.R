@@ -123,31 +123,47 @@ PlotConfidence <- function(object, threshold = NULL) {
 
 #' Plot predicted against true types
 #'
-#' A heatmap of the fraction of each true type's cells given each label, with
-#' the counts written in, for evaluating a transfer on labelled data.
+#' A heatmap of the fraction of each true type's cells given each predicted
+#' type, with the counts written in, for evaluating a transfer on labelled data.
 #'
 #' @inheritParams PlotEmbedding
 #' @param truth The true type of each query cell: a vector, or the name of a
 #'   metadata / `colData` column of `object`.
-#' @return A ggplot; its title gives the accuracy over the types both sides share.
+#' @param label What is plotted against the truth: `"best.type"`, each cell's
+#'   most probable type (what [EvaluateLabels()] scores as `accuracy`), or
+#'   `"predicted.id"`, the label after the Unknown call (Unknown gets its own
+#'   column; [EvaluateLabels()]' `label_accuracy`).
+#' @param map Optional renaming of predicted types, as in [EvaluateLabels()].
+#' @return A ggplot; its title gives the accuracy [EvaluateLabels()] reports for
+#'   the same object, truth and `map`, and names what it scores.
 #' @examples
 #' # See vignette("rna-to-rna", package = "CellPredX").
 #' @export
-PlotConfusion <- function(object, truth) {
+PlotConfusion <- function(object, truth, label = c("best.type", "predicted.id"), map = NULL) {
   call <- rlang::current_env()
+  label <- rlang::arg_match(label)
   annotation <- annotation_of(object)
-  predicted <- annotation$predictions$predicted.id
-  truth <- true_labels(object, truth, length(predicted), call)
+  truth <- true_labels(object, truth, nrow(annotation$predictions), call)
+  rename <- function(x) ifelse(x %in% names(map), unname(map[x]), x)
+  predicted <- rename(annotation$predictions[[label]])
   counts <- as.data.frame(table(truth = truth, predicted = predicted), stringsAsFactors = FALSE)
   counts$fraction <- counts$Freq / stats::ave(counts$Freq, counts$truth, FUN = sum)
-  shared <- truth %in% predicted | truth %in% annotation$predictions$best.type
-  accuracy <- mean(truth[shared] == predicted[shared])
+  shared <- any(truth %in% rename(annotation$classes))
+  scores <- if (shared) EvaluateLabels(object, truth, map = map)
+  title <- if (!shared) {
+    "No true type is a reference type: nothing scored (rename types with `map`)"
+  } else if (label == "best.type") {
+    sprintf("Most probable type: accuracy %.3f on %d cells of shared types", scores$accuracy, scores$scored_cells)
+  } else {
+    sprintf("Labels: accuracy %.3f on %d cells of shared types, %.1f%% of them Unknown", scores$label_accuracy,
+            scores$scored_cells, 100 * scores$unknown_shared)
+  }
   ggplot2::ggplot(counts, ggplot2::aes(.data$predicted, .data$truth, fill = .data$fraction)) +
     ggplot2::geom_tile() +
     ggplot2::geom_text(ggplot2::aes(label = ifelse(.data$Freq > 0, .data$Freq, "")), size = 3) +
     ggplot2::scale_fill_gradient(low = "white", high = "steelblue", limits = c(0, 1)) +
-    ggplot2::labs(x = "Predicted", y = "True", fill = "Fraction\nof true type",
-                  title = sprintf("Accuracy %.3f on shared types", accuracy)) +
+    ggplot2::labs(x = if (label == "best.type") "Most probable type" else "Label (predicted.id)", y = "True",
+                  fill = "Fraction\nof true type", title = title) +
     ggplot2::theme_minimal() +
     ggplot2::theme(axis.text.x = ggplot2::element_text(angle = 45, hjust = 1))
 }

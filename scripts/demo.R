@@ -29,6 +29,9 @@ report <- function(name, query, truth, seconds, determinants = NULL) {
   cli::cli_alert_success(paste0("{name}: accuracy {.strong {sprintf('%.3f', scores$accuracy)}}, macro-F1 ",
                                 "{.strong {sprintf('%.3f', scores$macro_f1)}} on {scores$scored_cells} cells; ",
                                 "{round(seconds, 1)} s for TransferLabels()"))
+  cli::cli_alert_info(paste0("{name}: labels (predicted.id) right for {sprintf('%.3f', scores$label_accuracy)} of those cells, ",
+                             "{sprintf('%.1f', 100 * scores$unknown_shared)}% called Unknown ",
+                             "(the confusion plot shows the most probable type, as the accuracy above)"))
   rds <- file.path(out_dir, paste0(name, "_query.rds"))
   saveRDS(query, rds)
   umap <- file.path(out_dir, paste0(name, "_umap.png"))

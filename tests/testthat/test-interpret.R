@@ -129,9 +129,23 @@ test_that("the plots build on real output", {
   }
   expect_identical(plots[[3]]$data$value, run$res$predictions$best.type)
   expect_identical(plots[[4]]$data$value, run$res$predictions$novelty)
-  built <- ggplot2::ggplot_build(PlotConfusion(run$res, truth))
+  built <- ggplot2::ggplot_build(PlotConfusion(run$res, truth, label = "predicted.id"))
   # One tile per (true, predicted) pair.
   expect_equal(nrow(built$data[[1]]), length(unique(truth)) * length(unique(run$res$predictions$predicted.id)))
+  # The titles give the figures EvaluateLabels() prints for the same object.
+  expect_match(PlotConfusion(run$res, truth)$labels$title, "nothing scored", fixed = TRUE)
+  map <- c("B" = "B cells", "Naive CD4 T" = "CD4 T cells", "Memory CD4 T" = "CD4 T cells", "CD8 T" = "CD8 T cells")
+  scores <- EvaluateLabels(run$res, truth, map = map)
+  expect_identical(PlotConfusion(run$res, truth, map = map)$labels$title,
+                   sprintf("Most probable type: accuracy %.3f on %d cells of shared types", scores$accuracy, scores$scored_cells))
+  expect_match(PlotConfusion(run$res, truth, label = "predicted.id", map = map)$labels$title,
+               sprintf("Labels: accuracy %.3f on %d cells of shared types, %.1f%% of them Unknown",
+                       scores$label_accuracy, scores$scored_cells, 100 * scores$unknown_shared), fixed = TRUE)
+  shared <- truth %in% map
+  labels <- ifelse(run$res$predictions$predicted.id %in% names(map), map[run$res$predictions$predicted.id],
+                   run$res$predictions$predicted.id)
+  expect_equal(scores$label_accuracy, mean(labels[shared] == truth[shared]))
+  expect_output(print(scores), "labels (predicted.id): accuracy", fixed = TRUE)
   # The UMAP leaves the session's random state as it was.
   set.seed(3)
   state <- .Random.seed
