@@ -30,7 +30,7 @@ knn_graph_ <- function(embedding, k, metric, progress) .Call(wrap__knn_graph_, e
 model_interpret_ <- function(handle, cells, features, steps, baseline, target, cell_features, per_type, cells_per_pass, path_space, progress) .Call(wrap__model_interpret_, handle, cells, features, steps, baseline, target, cell_features, per_type, cells_per_pass, path_space, progress)
 
 # Predictions for new cells (features x cells, with feature names).
-model_predict_ <- function(handle, cells, features, progress) .Call(wrap__model_predict_, handle, cells, features, progress)
+model_predict_ <- function(handle, cells, features, unknown, threshold, progress) .Call(wrap__model_predict_, handle, cells, features, unknown, threshold, progress)
 
 model_save_ <- function(handle, path, overwrite) .Call(wrap__model_save_, handle, path, overwrite)
 

@@ -32,9 +32,10 @@ new_model <- function(handle, description_json) {
 #' SaveCellPredX(model, path)
 #' same <- LoadCellPredX(path)
 #' @export
-TrainCellPredX <- function(ref, query, ref.labels, scenario = "auto", threshold = 0.95, seed = 0,
+TrainCellPredX <- function(ref, query, ref.labels, scenario = "auto", unknown = c("calibrated", "threshold", "none"),
+                           threshold = 0.95, seed = 0,
                            device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE, settings = list()) {
-  result <- TransferLabels.default(ref, query, ref.labels = ref.labels, scenario = scenario, threshold = threshold,
+  result <- TransferLabels.default(ref, query, ref.labels = ref.labels, scenario = scenario, unknown = unknown, threshold = threshold,
                                    seed = seed, device = device, threads = threads, verbose = verbose, settings = settings)
   model <- result$model
   model$history <- result$history
@@ -47,7 +48,7 @@ print.CellPredXModel <- function(x, ...) {
   cat(sprintf("<CellPredXModel> %s: %d features -> %d-dimensional embedding -> %d types\n",
               d$scenario, length(d$features), d$shape$embedding_dim, length(d$classes)))
   cat("  types:", paste(utils::head(d$classes, 12), collapse = ", "), if (length(d$classes) > 12) ", ..." else "", "\n")
-  cat(sprintf("  trained %s; Unknown below %.2f; CellPredX %s\n", networks_summary(d$networks), d$threshold, d$package_version))
+  cat(sprintf("  trained %s; Unknown: %s; CellPredX %s\n", networks_summary(d$networks), unknown_rule_summary(d), d$package_version))
   invisible(x)
 }
 
@@ -56,7 +57,8 @@ summary.CellPredXModel <- function(object, ...) {
   d <- object$description
   list(scenario = d$scenario, features = length(d$features), types = d$classes,
        reference_cells = stats::setNames(d$class_cells, d$classes), networks = d$networks,
-       normalization = d$normalization, scale = d$scale, threshold = d$threshold, smoothing = d$smoothing,
+       normalization = d$normalization, scale = d$scale, unknown = d$unknown, unknown_scale = d$unknown_scale,
+       novelty_cutoff = d$novelty_cutoff, threshold = d$threshold, smoothing = d$smoothing,
        prior_correction = d$prior_correction, training = d$training)
 }
 
@@ -67,19 +69,22 @@ summary.CellPredXModel <- function(object, ...) {
 #' @param newdata Features x cells matrix (`dgCMatrix` or numeric) with feature
 #'   names; its features may come in any order, extra ones are ignored and
 #'   missing ones count as zero (at least 100 of the model's must be there).
-#' @param threshold Confidence below which a cell is `"Unknown"` (default: the model's).
+#' @param unknown,threshold The rule that calls cells `"Unknown"` and its
+#'   threshold, as in [TransferLabels()] (default: the model's; a calibrated
+#'   rule keeps the cut-off calibrated on the model's training query).
 #' @param verbose Show a progress bar.
 #' @param ... Unused.
 #' @return A `CellPredXResult` (see [TransferLabels()]) without training record.
 #' @export
-predict.CellPredXModel <- function(object, newdata, threshold = object$description$threshold, verbose = TRUE, ...) {
+predict.CellPredXModel <- function(object, newdata, unknown = NULL, threshold = NULL, verbose = TRUE, ...) {
   call <- rlang::current_env()
   newdata <- check_feature_matrix(newdata, call = call)
   check_names(newdata, "newdata", call)
-  check_threshold(threshold, call = call)
-  raw <- call_rust(model_predict_(object$handle, newdata, rownames(newdata), progress_callback("CellPredX", verbose)),
-                   call = call)
-  prediction_result(raw, colnames(newdata), threshold)
+  if (!is.null(unknown)) unknown <- rlang::arg_match(unknown, c("calibrated", "threshold", "none"), error_call = call)
+  if (!is.null(threshold)) check_threshold(threshold, call = call)
+  raw <- call_rust(model_predict_(object$handle, newdata, rownames(newdata), unknown, threshold,
+                                  progress_callback("CellPredX", verbose)), call = call)
+  prediction_result(raw, colnames(newdata))
 }
 
 #' Save and load CellPredX models

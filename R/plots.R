@@ -4,7 +4,7 @@
 annotation_of <- function(object, call = rlang::caller_env()) {
   if (inherits(object, "CellPredXResult")) {
     return(list(predictions = object$predictions, embedding = object$embedding, classes = object$classes,
-                threshold = object$settings$threshold %||% NA_real_))
+                threshold = object$settings$threshold %||% NA_real_, unknown = object$settings$unknown %||% "threshold"))
   }
   if (inherits(object, "Seurat")) {
     record <- annotation_record(SeuratObject::Misc(object, "CellPredX"), "Misc(object, \"CellPredX\")", call = call)
@@ -27,7 +27,7 @@ annotation_of <- function(object, call = rlang::caller_env()) {
   }
   predictions <- stats::setNames(meta[columns], names(columns))
   list(predictions = predictions, embedding = embedding, classes = record$classes,
-       threshold = record$settings$threshold %||% NA_real_)
+       threshold = record$settings$threshold %||% NA_real_, unknown = record$settings$unknown %||% "threshold")
 }
 
 # The true labels of an annotated object's cells: a vector, or a metadata / colData column name.
@@ -95,8 +95,10 @@ with_seed <- function(seed, expr) {
 #' Plot the confidence of the predictions per type
 #'
 #' The distribution of each cell's highest type probability, per most
-#' probable type, with the Unknown threshold as a dashed line: types whose
-#' cells sit below it are the ones the reference explains poorly.
+#' probable type, with a confidence threshold as a dashed line (the one the
+#' labels used with `unknown = "threshold"`, else the paper's 0.95 for
+#' reference): types whose cells sit below it are the ones the reference
+#' explains poorly.
 #'
 #' @inheritParams PlotEmbedding
 #' @param threshold The threshold to draw (default: the one the labels were made with).
@@ -116,7 +118,9 @@ PlotConfidence <- function(object, threshold = NULL) {
     ggplot2::geom_jitter(width = 0.15, height = 0, size = 0.3, alpha = 0.4) +
     ggplot2::geom_hline(yintercept = threshold, linetype = "dashed", colour = "firebrick") +
     ggplot2::labs(x = "Most probable type", y = "Confidence (highest probability)",
-                  title = "Prediction confidence", subtitle = sprintf("Unknown below %.2f", threshold)) +
+                  title = "Prediction confidence",
+                  subtitle = if (identical(annotation$unknown, "threshold")) sprintf("Unknown below %.2f", threshold)
+                             else sprintf("Dashed: confidence %.2f (the labels' Unknown rule is %s)", threshold, annotation$unknown)) +
     ggplot2::theme_minimal() +
     ggplot2::theme(axis.text.x = ggplot2::element_text(angle = 45, hjust = 1))
 }

@@ -21,7 +21,18 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #'   to use. `"auto"` reads it from the assays (RNA, gene activity, peaks) and
 #'   whether the two sides share cell names; for plain matrices it recognises
 #'   peaks by their names and otherwise asks you to say.
-#' @param threshold Confidence (the highest type probability) below which a
+#' @param unknown Which cells are called `"Unknown"` in `predicted.id`:
+#'   `"calibrated"` (the default) calls a cell Unknown when its open-set score
+#'   `novelty` lies beyond a cut-off calibrated on the query's own scores: their
+#'   median plus 3 (setting `unknown_scale`) robust standard deviations of their
+#'   lower half, so that on data without novel types few cells are rejected
+#'   (0-4 % of known cells on the benchmark pairs) while cells far from every
+#'   reference type are; the cut-off is kept in the model for new cells.
+#'   `"threshold"` is the paper's rule: confidence (the highest type
+#'   probability) below `threshold`. `"none"` labels every cell. Cells without
+#'   counts are Unknown under every rule. Each cell's most probable type is
+#'   always in `best.type`.
+#' @param threshold With `unknown = "threshold"`: the confidence below which a
 #'   cell is called `"Unknown"`.
 #' @param seed Seed of the run; the same seed and `threads` give the same
 #'   result on a CPU.
@@ -89,7 +100,8 @@ TransferLabels <- function(ref, query, ...) {
 
 #' @rdname TransferLabels
 #' @export
-TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", threshold = 0.95, seed = 0,
+TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", unknown = c("calibrated", "threshold", "none"),
+                                   threshold = 0.95, seed = 0,
                                    device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
                                    settings = list(), interpret = FALSE, ...) {
   call <- rlang::current_env()
@@ -99,13 +111,13 @@ TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", th
     cli::cli_abort("{.arg ref.labels} is missing: give one cell type per reference cell.", call = call, class = "cellpredx_error")
   }
   scenario <- resolve_scenario(scenario, rownames(ref), rownames(query), colnames(ref), colnames(query), call = call)
-  run_transfer(ref, ref.labels, query, scenario = scenario, threshold = threshold, seed = seed,
+  run_transfer(ref, ref.labels, query, scenario = scenario, unknown = unknown, threshold = threshold, seed = seed,
                device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                settings = settings, interpret = interpret, call = call)
 }
 
 # Everything the methods share: checks, the call into Rust, and the results as R objects.
-run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, threads, verbose, settings,
+run_transfer <- function(ref, labels, query, scenario, unknown, threshold, seed, device, threads, verbose, settings,
                          interpret = FALSE, query_embedding = NULL, call) {
   check_names(ref, "ref", call)
   check_names(query, "query", call)
@@ -116,6 +128,7 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
     cli::cli_abort("{.arg ref.labels} has {length(labels)} label{?s} for {ncol(ref)} reference cell{?s}; give one per cell.",
                    call = call, class = "cellpredx_error")
   }
+  unknown <- rlang::arg_match(unknown, c("calibrated", "threshold", "none"), error_call = call)
   check_threshold(threshold, call = call)
   check_count(seed, min = 0, call = call)
   check_flag(interpret, call = call)
@@ -151,24 +164,25 @@ run_transfer <- function(ref, labels, query, scenario, threshold, seed, device, 
   apply_threads(threads, call = call)
   settings$seed <- seed
   settings$threshold <- threshold
+  settings$unknown <- unknown
   started <- Sys.time()
   status <- function(metrics) if ("loss" %in% names(metrics)) sprintf("loss %.3f", metrics[["loss"]]) else ""
   progress <- progress_callback("CellPredX", verbose, status = status)
   raw <- call_rust(transfer_(ref, rownames(ref), labels, query, rownames(query),
                              query_embedding, scenario, jsonlite::toJSON(settings, auto_unbox = TRUE, digits = NA),
                              device, progress), call = call)
-  result <- transfer_result(raw, colnames(query), threshold, scenario, as.numeric(difftime(Sys.time(), started, units = "secs")))
+  result <- transfer_result(raw, colnames(query), scenario, as.numeric(difftime(Sys.time(), started, units = "secs")))
   if (isTRUE(verbose)) {
+    unknown_share <- round(100 * mean(result$predictions$predicted.id == "Unknown"), 1)
     cli::cli_alert_success(paste0(
       "{ncol(query)} query cells, {length(result$classes)} types, {length(result$features)} features, ",
       "{scenario}, {networks_summary(result$networks)} on {result$device}, {round(result$seconds, 1)} s; ",
-      "{round(100 * mean(result$predictions$predicted.id == 'Unknown'), 1)}% Unknown"
+      "{unknown_share}% Unknown ({unknown_rule_summary(result$model$description)})"
     ))
-    if (mean(result$predictions$predicted.id == "Unknown") > 0.5) {
+    if (unknown_share > 50) {
       cli::cli_alert_info(paste0(
-        "Most cells are below the confidence threshold ({threshold}) and called Unknown; each cell's most ",
-        "probable type is kept as {.field best.type} ({.field predicted.best.type} in objects). ",
-        "Lower {.arg threshold} to call more cells."
+        "Most cells are called Unknown; each cell's most probable type is kept as {.field best.type} ",
+        "({.field predicted.best.type} in objects). Choose another rule with {.arg unknown} to call more cells."
       ))
     }
   }
@@ -228,8 +242,8 @@ networks_summary <- function(networks) {
           paste(steps, collapse = "/"), if (length(stops)) sprintf(" (%d stopped early: center loss converged)", length(stops)) else "")
 }
 
-transfer_result <- function(raw, cells, threshold, scenario, seconds) {
-  result <- prediction_result(raw$predictions, cells, threshold)
+transfer_result <- function(raw, cells, scenario, seconds) {
+  result <- prediction_result(raw$predictions, cells)
   result$history <- as.data.frame(lapply(raw$history, function(x) vapply(x, function(v) if (is.null(v)) NA_real_ else v, numeric(1))))
   result$features <- raw$features
   result$scenario <- scenario
@@ -245,14 +259,22 @@ transfer_result <- function(raw, cells, threshold, scenario, seconds) {
 }
 
 # Predictions from the core as R objects: a data frame per cell, probabilities, embedding.
-prediction_result <- function(raw, cells, threshold) {
+# How the labels call Unknown, for messages: "calibrated: novelty above 4.21".
+unknown_rule_summary <- function(description) {
+  switch(description$unknown,
+         calibrated = sprintf("calibrated: novelty above %.3g", description$novelty_cutoff),
+         threshold = sprintf("threshold: confidence below %.2f", description$threshold),
+         none = "none: every cell with counts labelled")
+}
+
+prediction_result <- function(raw, cells) {
   probabilities <- raw$probabilities
   dimnames(probabilities) <- list(raw$classes, cells)
   best <- max.col(t(probabilities), ties.method = "first")
   confidence <- probabilities[cbind(best, seq_along(best))]
   best_type <- raw$classes[best]
   predictions <- data.frame(
-    predicted.id = ifelse(confidence >= threshold & !raw$no_counts, best_type, "Unknown"),
+    predicted.id = raw$labels,
     prediction.score.max = confidence,
     best.type = best_type,
     log.doubt = raw$log_doubt,
@@ -375,14 +397,15 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 #' @param layer The layer (Seurat v5) or slot (v4) holding raw counts.
 #' @param prefix Prefix of the metadata columns written into the query.
 #' @details The Seurat method writes metadata columns `<prefix>.id` (the type,
-#'   or `"Unknown"` below `threshold`), `<prefix>.best.type` (the most probable
+#'   or `"Unknown"` as `unknown` decides), `<prefix>.best.type` (the most probable
 #'   type, whatever its confidence), `prediction.score.max` and
 #'   `<prefix>.novelty` (the open-set score), an assay
 #'   `prediction.scores.cellpredx` with every type's probability (features are
 #'   types, with `_` written as `-` since Seurat feature names cannot hold `_`;
 #'   `Misc(query, "CellPredX")$score.names` maps each assay row to its type), a dimensional reduction
 #'   `cellpredx` (the embedding) and `Misc(query, "CellPredX")`: the model, the
-#'   training history, the settings, the features used, the open-set scores and,
+#'   training history, the settings, the features used, the open-set scores, the
+#'   Unknown rule with its novelty cut-off (`unknown`) and,
 #'   with `interpret = TRUE`, the determinant genes (`determinants`); each
 #'   cell's first 10 determinant genes then go into the metadata column
 #'   `<prefix>.determinants`. The
@@ -390,9 +413,13 @@ CellPredXPresets <- function(scenario = transfer_scenarios) {
 #'   embedding as `reducedDim(query, "CellPredX")` and the rest, with the
 #'   probability matrix, into `metadata(query)$CellPredX`. On error the query
 #'   is returned unchanged (nothing is written before the transfer succeeds).
+#'   For SingleR users: `<prefix>.best.type` plays the part of SingleR's
+#'   `labels` and `<prefix>.id` that of `pruned.labels` (with `"Unknown"` where
+#'   SingleR has `NA`).
 #' @export
 TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NULL, query.assay = NULL,
-                                  layer = "counts", scenario = "auto", threshold = 0.95, seed = 0,
+                                  layer = "counts", scenario = "auto", unknown = c("calibrated", "threshold", "none"),
+                                  threshold = 0.95, seed = 0,
                                   device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
                                   settings = list(), prefix = "predicted", interpret = FALSE, ...) {
   call <- rlang::current_env()
@@ -406,7 +433,7 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
   labels <- metadata_labels(ref.labels, ref[[]], ncol(ref), default = SeuratObject::Idents(ref), call = call)
   scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query),
                                ref_kind = assay_kind(ref.assay), query_kind = assay_kind(query.assay), call = call)
-  result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
+  result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, unknown = unknown, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
   columns <- annotation_column_names(prefix)
@@ -435,7 +462,8 @@ TransferLabels.Seurat <- function(ref, query, ref.labels = NULL, ref.assay = NUL
 #' @rdname TransferLabels
 #' @export
 TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assay = "counts", query.assay = "counts",
-                                                scenario = "auto", threshold = 0.95, seed = 0,
+                                                scenario = "auto", unknown = c("calibrated", "threshold", "none"),
+                                                threshold = 0.95, seed = 0,
                                                 device = c("auto", "cpu", "cuda"), threads = NULL, verbose = TRUE,
                                                 settings = list(), prefix = "predicted", interpret = FALSE, ...) {
   call <- rlang::current_env()
@@ -451,7 +479,7 @@ TransferLabels.SingleCellExperiment <- function(ref, query, ref.labels, ref.assa
   scenario <- resolve_scenario(scenario, rownames(ref_counts), rownames(query_counts), colnames(ref), colnames(query),
                                ref_kind = sce_kind(ref, ref.assay, rownames(ref_counts)),
                                query_kind = sce_kind(query, query.assay, rownames(query_counts)), call = call)
-  result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, threshold = threshold, seed = seed,
+  result <- run_transfer(ref_counts, labels, query_counts, scenario = scenario, unknown = unknown, threshold = threshold, seed = seed,
                          device = rlang::arg_match(device, error_call = call), threads = threads, verbose = verbose,
                          settings = settings, interpret = interpret, call = call)
   columns <- annotation_column_names(prefix)
@@ -478,7 +506,10 @@ annotation_column_names <- function(prefix) {
 
 # What the object methods keep beside the columns: enough to see how the labels were made.
 result_record <- function(result, prefix, query) {
+  description <- result$model$description
   list(model = result$model, prefix = prefix, query = query, determinants = result$determinants,
+       unknown = list(rule = description$unknown, novelty_cutoff = description$novelty_cutoff,
+                      threshold = description$threshold, unknown_scale = description$unknown_scale),
        history = result$history, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
        open_set = result$predictions[c("log.doubt", "prototype.similarity", "reference.distance")],

@@ -35,7 +35,7 @@ test_that("an all-zero query is refused and cells without counts are Unknown wit
                "none of the 60 query cells has a value above zero in the 150 features it shares with the reference", fixed = TRUE)
   query[, c(2, 7)] <- 0
   query <- Matrix::drop0(query)
-  res <- transfer_toy(query = query, threshold = 0)
+  res <- transfer_toy(query = query, unknown = "none")
   p <- res$predictions
   expect_identical(p$predicted.id[c(2, 7)], c("Unknown", "Unknown"))
   expect_true(all(p$predicted.id[-c(2, 7)] != "Unknown"))

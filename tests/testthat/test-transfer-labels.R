@@ -12,7 +12,13 @@ test_that("matrices in, a complete CellPredXResult out", {
   expect_equal(res$networks$seed, 0)
   expect_equal(res$history$network, rep(1L, 40))
   expect_equal(res$history$step, 1:40)
-  expect_identical(res$predictions$predicted.id == "Unknown", res$predictions$prediction.score.max < 0.95)
+  # The default Unknown rule: novelty beyond the cut-off calibrated on this query, kept in the model.
+  cutoff <- res$model$description$novelty_cutoff
+  novelty <- res$predictions$novelty
+  expect_equal(cutoff, median(novelty) + 3 * (median(novelty) - unname(quantile(novelty, 0.25))) / 0.6745, tolerance = 1e-5)
+  expect_identical(res$predictions$predicted.id == "Unknown", novelty > cutoff)
+  expect_identical(res$predictions$predicted.id[novelty <= cutoff], res$predictions$best.type[novelty <= cutoff])
+  expect_identical(res$settings$unknown, "calibrated")
   expect_equal(res$settings$training$max_steps, 40)
   expect_identical(res$smoothing, 0)  # RNA -> RNA on 2,000 genes: not smoothed
   expect_equal(res$normalization, c("lognormalize", "lognormalize"))  # counts, named as on the command line
@@ -69,6 +75,35 @@ test_that("the same seed gives the same labels; another seed another model", {
   expect_equal(corrected$settings$prior_correction, 1)
 })
 
+test_that("the three Unknown rules label as documented, and a model keeps its rule and cut-off", {
+  skip_without_data("pbmc3k_seurat")
+  pair <- pbmc_pair(300, 120)
+  go <- function(..., settings = quick) {
+    TransferLabels(pair$ref, pair$query, ref.labels = pair$ref_meta$cell_type, scenario = "rna_rna",
+                   settings = settings, threads = 2, verbose = FALSE, ...)
+  }
+  by_threshold <- go(unknown = "threshold", threshold = 0.9)
+  p <- by_threshold$predictions
+  expect_identical(p$predicted.id == "Unknown", p$prediction.score.max < 0.9)
+  none <- go(unknown = "none")
+  expect_identical(none$predictions$predicted.id, none$predictions$best.type)
+  calibrated <- go()
+  path <- tempfile("model")
+  SaveCellPredX(calibrated$model, path)
+  loaded <- LoadCellPredX(path)
+  expect_identical(loaded$description$unknown, "calibrated")
+  expect_identical(loaded$description$novelty_cutoff, calibrated$model$description$novelty_cutoff)
+  again <- predict(loaded, pair$query, verbose = FALSE)
+  expect_identical(again$predictions$predicted.id == "Unknown", again$predictions$novelty > loaded$description$novelty_cutoff)
+  switched <- predict(loaded, pair$query, unknown = "threshold", threshold = 0.5, verbose = FALSE)
+  expect_identical(switched$predictions$predicted.id == "Unknown", switched$predictions$prediction.score.max < 0.5)
+  expect_output(print(loaded), "Unknown: calibrated: novelty above")
+  expect_error(go(unknown = "sometimes"), "`unknown` must be one of", class = "rlang_error")
+  expect_error(go(unknown = "threshold", threshold = 2), "`threshold` must be one number between 0 and 1")
+  expect_error(go(settings = c(quick, unknown_scale = -1)), "unknown_scale must be a number above 0, not -1")
+  expect_error(predict(loaded, pair$query, threshold = NA, verbose = FALSE), "`threshold` must be one number between 0 and 1")
+})
+
 test_that("max_epochs stops a small dataset's training early and the settings say so", {
   skip_without_data("pbmc3k_seurat")
   pair <- pbmc_pair(300, 100)
@@ -90,9 +125,9 @@ test_that("Seurat objects get the documented columns, assay, reduction and recor
   query <- objects$query
   out <- suppressWarnings(TransferLabels(ref, query, ref.labels = "type", scenario = "rna_rna", settings = quick, threads = 2, verbose = FALSE))
   expect_true(all(c("predicted.id", "predicted.best.type", "prediction.score.max", "predicted.novelty") %in% names(out[[]])))
-  confident <- out$prediction.score.max >= 0.95
-  expect_identical(out$predicted.id[confident], out$predicted.best.type[confident])
-  expect_true(all(out$predicted.id[!confident] == "Unknown"))
+  called <- out$predicted.novelty <= SeuratObject::Misc(out, "CellPredX")$model$description$novelty_cutoff
+  expect_identical(out$predicted.id[called], out$predicted.best.type[called])
+  expect_true(all(out$predicted.id[!called] == "Unknown"))
   expect_true("prediction.scores.cellpredx" %in% SeuratObject::Assays(out))
   expect_equal(dim(SeuratObject::Embeddings(out, "cellpredx")), c(100L, 64L))
   record <- SeuratObject::Misc(out, "CellPredX")

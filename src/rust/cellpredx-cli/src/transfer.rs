@@ -7,7 +7,7 @@ use cellpredx::labels::Labels;
 use cellpredx::losses::CenterWeighting;
 use cellpredx::progress::{ProgressEvent, ProgressSink};
 use cellpredx::runtime::{self, DeviceChoice};
-use cellpredx::predict::Predictions;
+use cellpredx::predict::{Predictions, UnknownDecision};
 use cellpredx::train::{Compute, FirstLayer, Scenario};
 use cellpredx::transfer::{self, Side, TransferConfig, TransferModel};
 use cellpredx::{CellPredXError, Result};
@@ -51,7 +51,14 @@ pub struct TransferArgs {
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
-    /// Confidence below which a cell is called "Unknown".
+    /// Which cells are called "Unknown": calibrated (novelty beyond a cut-off calibrated on the
+    /// query's own scores; the default), threshold (confidence below --threshold) or none.
+    #[arg(long)]
+    unknown: Option<String>,
+    /// With --unknown calibrated: robust standard deviations above the median novelty (default 3).
+    #[arg(long)]
+    unknown_scale: Option<f64>,
+    /// With --unknown threshold: the confidence below which a cell is called "Unknown" (0.95).
     #[arg(long)]
     threshold: Option<f64>,
     /// Share of each cell's class probabilities taken from its neighbours in the embedding, each
@@ -170,7 +177,10 @@ impl SavedModelArgs {
 pub struct PredictArgs {
     #[command(flatten)]
     input: SavedModelArgs,
-    /// Confidence below which a cell is called "Unknown" (default: the model's).
+    /// Which cells are called "Unknown": calibrated, threshold or none (default: the model's).
+    #[arg(long)]
+    unknown: Option<String>,
+    /// With --unknown threshold: the confidence below which a cell is "Unknown" (default: the model's).
     #[arg(long)]
     threshold: Option<f64>,
 }
@@ -206,6 +216,10 @@ impl TransferArgs {
         set(&mut t.projection_weight, self.projection_weight);
         set(&mut t.l1_weight, self.l1_weight);
         set(&mut config.threshold, self.threshold);
+        set(&mut config.unknown_scale, self.unknown_scale);
+        if let Some(rule) = &self.unknown {
+            config.unknown = rule.parse()?;
+        }
         config.smoothing = self.smoothing.or(config.smoothing);
         config.networks = self.networks.or(config.networks);
         config.prior_correction = self.prior_correction.or(config.prior_correction);
@@ -221,7 +235,6 @@ impl TransferArgs {
                 other => return Err(CellPredXError::invalid(format!("--center-weighting must be raw or mean_one, not \"{other}\""))),
             };
         }
-        check_threshold(config.threshold)?;
         Ok(config)
     }
 }
@@ -276,9 +289,9 @@ pub(crate) fn keep_cells(dataset: Dataset, list: Option<&Path>) -> Result<Datase
 
 /// Writes predictions.tsv (label, most probable type, confidence, open-set scores, one
 /// probability per type) and embedding.tsv into `out`.
-fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, threshold: f64) -> Result<()> {
+fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, decision: &UnknownDecision) -> Result<()> {
     create_dir(out)?;
-    let labels_out = predictions.labels(threshold);
+    let labels_out = predictions.labels(decision);
     let best = predictions.best();
     let mut header = vec!["cell", "label", "best_type", "confidence", "log_doubt", "prototype_similarity", "reference_distance", "novelty"]
         .into_iter()
@@ -326,15 +339,6 @@ pub(crate) fn check_out_dir(path: &Path, flag: &str) -> Result<()> {
     std::fs::write(&probe, b"").map_err(|e| CellPredXError::io(format!("{flag} {}: cannot write there", path.display()), e))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// A confidence threshold is a probability.
-fn check_threshold(threshold: f64) -> Result<f64> {
-    if (0.0..=1.0).contains(&threshold) {
-        Ok(threshold)
-    } else {
-        Err(CellPredXError::invalid(format!("--threshold must be between 0 and 1, not {threshold}")))
-    }
 }
 
 pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -403,8 +407,9 @@ pub fn run(args: TransferArgs) -> Result<()> {
     )?;
     let fit_seconds = fit_started.elapsed().as_secs_f64();
 
-    write_predictions(&args.out, &query.cells, &result.predictions, config.threshold)?;
-    let labels_out = result.predictions.labels(config.threshold);
+    let decision = result.model.description.unknown_decision(None, None)?;
+    write_predictions(&args.out, &query.cells, &result.predictions, &decision)?;
+    let labels_out = result.predictions.labels(&decision);
     let header = ["network", "step", "learning_rate", "total", "cross_entropy", "projection", "l1", "alignment", "contrastive", "center"];
     let rows = result.model.ensemble.history().map(|(network, r)| {
         vec![
@@ -460,7 +465,8 @@ pub fn run(args: TransferArgs) -> Result<()> {
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, query, _) = args.input.load()?;
-    let threshold = check_threshold(args.threshold.unwrap_or(model.description.threshold))?;
+    let rule = args.unknown.as_deref().map(str::parse).transpose()?;
+    let decision = model.description.unknown_decision(rule, args.threshold)?;
     let predictions = model.predict(Side { matrix: &query.matrix, features: &query.features }, &mut Console::new(true))?;
-    write_predictions(&args.input.out, &query.cells, &predictions, threshold)
+    write_predictions(&args.input.out, &query.cells, &predictions, &decision)
 }

@@ -152,7 +152,7 @@ fn bad_inputs_fail_with_one_line() {
     assert!(scenario.contains("scenario must be one of"), "{scenario}");
 
     let threshold = one_line_error(&transfer(&pancreas.join("xin"), &pancreas.join("wang"), &out, &["--threshold", "1.5"]));
-    assert!(threshold.contains("--threshold must be between 0 and 1, not 1.5"), "{threshold}");
+    assert!(threshold.contains("threshold must be between 0 and 1, not 1.5"), "{threshold}");
     let networks = one_line_error(&transfer(&pancreas.join("xin"), &pancreas.join("wang"), &out, &["--networks", "0"]));
     assert!(networks.contains("networks must be 1 to 20, not 0"), "{networks}");
     let _ = std::fs::remove_dir_all(&out);
@@ -182,7 +182,7 @@ fn a_saved_model_annotates_the_query_again() {
     let per_cell = std::fs::read_to_string(explained.join("cell_top.tsv")).unwrap();
     assert!(per_cell.lines().count() > 501 && per_cell.lines().count() <= 1 + 501 * 20);
     let threshold = one_line_error(&cellpredx(&["predict", "--model", s(&model), "--query", s(&pancreas.join("wang")), "--out", s(&second), "--threshold=-0.1"]));
-    assert!(threshold.contains("--threshold must be between 0 and 1, not -0.1"), "{threshold}");
+    assert!(threshold.contains("threshold must be between 0 and 1, not -0.1"), "{threshold}");
     let bad = one_line_error(&cellpredx(&["interpret", "--model", s(&model), "--query", s(&pancreas.join("wang")), "--out", s(&explained), "--path-space", "sideways"]));
     assert!(bad.contains("--path-space"), "{bad}");
     let missing = one_line_error(&cellpredx(&["predict", "--model", s(&root.join("nope")), "--query", s(&pancreas.join("wang")), "--out", s(&second)]));

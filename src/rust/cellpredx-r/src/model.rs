@@ -4,6 +4,7 @@ use crate::convert::{csr_from_r, strings_from_r};
 use crate::errors::{guard, r_err};
 use crate::progress::RProgress;
 use crate::transfer::predictions_to_r;
+use cellpredx::predict::UnknownRule;
 use cellpredx::runtime::DeviceChoice;
 use cellpredx::train::Compute;
 use cellpredx::transfer::{Side, TransferModel};
@@ -20,15 +21,25 @@ pub(crate) fn model_of(handle: &Robj) -> extendr_api::Result<&ExternalPtr<Transf
     })
 }
 
-/// Predictions for new cells (features x cells, with feature names).
+/// Predictions for new cells (features x cells, with feature names), labelled by the model's
+/// Unknown rule or by `unknown` / `threshold` where given.
 #[extendr]
-fn model_predict_(handle: Robj, cells: Robj, features: Strings, progress: Nullable<Function>) -> extendr_api::Result<List> {
+fn model_predict_(handle: Robj, cells: Robj, features: Strings, unknown: Nullable<String>, threshold: Nullable<f64>, progress: Nullable<Function>) -> extendr_api::Result<List> {
     guard("model_predict_", || {
         let model = model_of(&handle)?;
+        let rule = match unknown {
+            Nullable::NotNull(rule) => Some(rule.parse::<UnknownRule>().map_err(r_err)?),
+            Nullable::Null => None,
+        };
+        let threshold = match threshold {
+            Nullable::NotNull(t) => Some(t),
+            Nullable::Null => None,
+        };
+        let decision = model.description.unknown_decision(rule, threshold).map_err(r_err)?;
         let matrix = csr_from_r(&cells, "newdata")?;
         let features = strings_from_r(&features);
         let predictions = model.predict(Side { matrix: &matrix, features: &features }, &mut RProgress::new(progress)).map_err(r_err)?;
-        Ok(predictions_to_r(&predictions))
+        Ok(predictions_to_r(&predictions, &decision))
     })
 }
 

@@ -7,7 +7,7 @@ use crate::errors::{guard, r_err};
 use crate::progress::RProgress;
 use cellpredx::runtime::DeviceChoice;
 use cellpredx::train::{Compute, Scenario};
-use cellpredx::predict::Predictions;
+use cellpredx::predict::{Predictions, UnknownDecision};
 use cellpredx::transfer::{transfer, Side, TransferConfig};
 use extendr_api::prelude::*;
 use ndarray::Array2;
@@ -77,10 +77,12 @@ fn expected_kind(preset: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Probabilities (classes x cells), embedding (cells x dimensions) and open-set scores.
-pub fn predictions_to_r(p: &Predictions) -> List {
+/// Labels after the Unknown decision, probabilities (classes x cells), embedding (cells x
+/// dimensions) and open-set scores.
+pub fn predictions_to_r(p: &Predictions, decision: &UnknownDecision) -> List {
     let (cells, classes) = p.probabilities.dim();
     list!(
+        labels = p.labels(decision).into_iter().map(String::from).collect::<Vec<_>>(),
         classes = p.classes.clone(),
         probabilities = RMatrix::new_matrix(classes, cells, |k, i| p.probabilities[[i, k]] as f64),
         embedding = RMatrix::new_matrix(cells, p.embedding.ncols(), |i, j| p.embedding[[i, j]] as f64),
@@ -153,7 +155,7 @@ fn transfer_(
         let resolved = serde_json::to_string(&result.config).map_err(json_error)?;
         let description = serde_json::to_string(&result.model.description).map_err(json_error)?;
         Ok(list!(
-            predictions = predictions_to_r(&result.predictions),
+            predictions = predictions_to_r(&result.predictions, &result.model.description.unknown_decision(None, None).map_err(r_err)?),
             features = result.model.description.features.clone(),
             normalization = serde_json::to_string(&result.normalization).map_err(json_error)?,
             scaled = result.model.description.scale,

@@ -7,7 +7,10 @@ use crate::error::{CellPredXError, Result};
 use crate::graph::{knn_graph, KnnGraph, Metric};
 use crate::interpret::{Attributions, IntegratedGradientsConfig};
 use crate::labels::Labels;
-use crate::predict::{check_prior_correction, check_smoothing, keep_rows_with_counts, Predictions, DEFAULT_THRESHOLD};
+use crate::predict::{
+    calibrated_novelty_cutoff, check_prior_correction, check_smoothing, check_threshold, check_unknown_scale, keep_rows_with_counts, Predictions,
+    UnknownDecision, UnknownRule, DEFAULT_THRESHOLD, DEFAULT_UNKNOWN_SCALE,
+};
 use crate::preprocess::{self, FeatureScaling};
 use crate::progress::ProgressSink;
 use crate::sparse::CsrMatrix;
@@ -110,7 +113,11 @@ pub struct TransferConfig {
     pub scenario: Scenario,
     pub preprocess: PreprocessConfig,
     pub training: TrainingConfig,
-    /// Confidence below which a cell is called "Unknown".
+    /// Which cells are called Unknown.
+    pub unknown: UnknownRule,
+    /// `UnknownRule::Calibrated`: robust standard deviations above the median novelty.
+    pub unknown_scale: f64,
+    /// `UnknownRule::Threshold`: the confidence below which a cell is called Unknown.
     pub threshold: f64,
     /// Share of each cell's class probabilities taken from its neighbours in the embedding,
     /// in each of `SMOOTHING_STEPS` rounds (0 = none; `Ensemble::predict`); `None` chooses
@@ -131,6 +138,8 @@ impl TransferConfig {
             scenario,
             preprocess: PreprocessConfig::preset(scenario),
             training: TrainingConfig::preset(scenario),
+            unknown: UnknownRule::Calibrated,
+            unknown_scale: DEFAULT_UNKNOWN_SCALE,
             threshold: DEFAULT_THRESHOLD,
             smoothing: None,
             networks: None,
@@ -271,7 +280,12 @@ pub struct ModelDescription {
     /// As configured: `Auto` is resolved again for each dataset.
     pub normalization: Normalization,
     pub scale: bool,
+    pub unknown: UnknownRule,
+    pub unknown_scale: f64,
     pub threshold: f64,
+    /// `UnknownRule::Calibrated`'s cut-off, calibrated on the training query: new cells are
+    /// judged against the cells the model was fitted to.
+    pub novelty_cutoff: f32,
     /// The smoothing the transfer used (`TransferConfig::smoothing` resolved), applied to new
     /// cells as to the training query.
     pub smoothing: f64,
@@ -287,8 +301,8 @@ pub struct ModelDescription {
 }
 
 /// 3: several networks in one weights file (`Ensemble::save_weights`); 4: the reference's
-/// composition and the prior correction.
-const MODEL_FORMAT: u32 = 4;
+/// composition and the prior correction; 5: the Unknown rule and its novelty cut-off.
+const MODEL_FORMAT: u32 = 5;
 const WEIGHTS_FILE: &str = "model.safetensors";
 const DESCRIPTION_FILE: &str = "model.json";
 
@@ -430,6 +444,13 @@ fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<String> {
 }
 
 impl ModelDescription {
+    /// The model's own Unknown rule, or `rule` / `threshold` where the caller chooses another.
+    pub fn unknown_decision(&self, rule: Option<UnknownRule>, threshold: Option<f64>) -> Result<UnknownDecision> {
+        let threshold = threshold.unwrap_or(self.threshold);
+        check_threshold(threshold)?;
+        Ok(UnknownDecision { rule: rule.unwrap_or(self.unknown), threshold, novelty_cutoff: self.novelty_cutoff })
+    }
+
     /// Every size and value within its bounds and consistent with the others, in the file's
     /// own field names.
     fn check(&self) -> std::result::Result<(), String> {
@@ -457,6 +478,10 @@ impl ModelDescription {
         }
         if !(0.0..=1.0).contains(&self.threshold) {
             return Err(format!("threshold is {}; it must be between 0 and 1", self.threshold));
+        }
+        check_unknown_scale(self.unknown_scale).map_err(|e| e.to_string())?;
+        if self.novelty_cutoff.is_nan() {
+            return Err("novelty_cutoff is not a number".into());
         }
         check_smoothing(self.smoothing).map_err(|e| e.to_string())?;
         check_prior_correction(self.prior_correction).map_err(|e| e.to_string())?;
@@ -601,6 +626,8 @@ pub fn transfer(
     if let Some(correction) = config.prior_correction {
         check_prior_correction(correction)?;
     }
+    check_threshold(config.threshold)?;
+    check_unknown_scale(config.unknown_scale)?;
     let matched = shared_features(&reference, &query, config.preprocess.variable_features)?;
     let reference_raw = preprocess::select_columns(reference.matrix, &matched.reference);
     let query_raw = preprocess::select_columns(query.matrix, &matched.query);
@@ -667,6 +694,7 @@ pub fn transfer(
     let class_cells = labels.counts();
     ensemble.correct_priors(&class_cells, prior_correction)?;
     let predictions = ensemble.predict(&query_input, smoothing, progress)?.with_cells_without_counts(&has_counts);
+    let novelty_cutoff = calibrated_novelty_cutoff(&predictions.novelty, &predictions.no_counts, config.unknown_scale);
     let description = ModelDescription {
         format: MODEL_FORMAT,
         package_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -676,7 +704,10 @@ pub fn transfer(
         classes: ensemble.classes().to_vec(),
         normalization: config.preprocess.normalization,
         scale,
+        unknown: config.unknown,
+        unknown_scale: config.unknown_scale,
         threshold: config.threshold,
+        novelty_cutoff,
         smoothing,
         class_cells,
         prior_correction,
@@ -872,7 +903,7 @@ mod tests {
         assert!(load_error(&dir).contains("is not a CellPredX model description"));
         // A model of format 1 (before the reference sample was kept) lacks fields of this one.
         std::fs::write(dir.join(DESCRIPTION_FILE), "{\"format\": 1, \"scenario\": \"rna_rna\"}").unwrap();
-        assert!(load_error(&dir).contains("has model format 1, and this version of CellPredX reads format 4; train the model again"), "{}", load_error(&dir));
+        assert!(load_error(&dir).contains("has model format 1, and this version of CellPredX reads format 5; train the model again"), "{}", load_error(&dir));
         std::fs::write(dir.join(DESCRIPTION_FILE), "[1, 2]").unwrap();
         assert!(load_error(&dir).contains("has model format (none)"), "{}", load_error(&dir));
         let other: Vec<String> = (0..query.n_cols()).map(|i| format!("other{i}")).collect();
