@@ -72,8 +72,10 @@ transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "
 #'   error,
 #'   `probabilities` (types x cells), `embedding` (cells x 64 per network: the
 #'   networks' embeddings side by side), `history` (every loss at every step of
-#'   every network), `networks` (each network's seed, steps and why its
-#'   training stopped), the settings used, `determinants` (with
+#'   every network), `recoveries` (one row per time a network's loss diverged:
+#'   the step, the loss, the step training went back to and the halved learning
+#'   rate; no rows when none did), `networks` (each network's seed, steps, why its
+#'   training stopped and its recoveries), the settings used, `determinants` (with
 #'   `interpret = TRUE`, see [DeterminantGenes()]) and `model`, a `CellPredXModel`
 #'   that annotates further cells with [predict()][predict.CellPredXModel]. For objects, the query with the results written in
 #'   (see the methods).
@@ -166,13 +168,24 @@ run_transfer <- function(ref, labels, query, scenario, unknown, threshold, seed,
   settings$threshold <- threshold
   settings$unknown <- unknown
   started <- Sys.time()
-  status <- function(metrics) if ("loss" %in% names(metrics)) sprintf("loss %.3f", metrics[["loss"]]) else ""
+  status <- function(metrics) {
+    text <- if ("loss" %in% names(metrics)) sprintf("loss %.3f", metrics[["loss"]]) else ""
+    if ("recoveries" %in% names(metrics)) text <- sprintf("%s (recovered %d\u00d7 from a diverging loss)", text, as.integer(metrics[["recoveries"]]))
+    text
+  }
   progress <- progress_callback("CellPredX", verbose, status = status)
   raw <- call_rust(transfer_(ref, rownames(ref), labels, query, rownames(query),
                              query_embedding, scenario, jsonlite::toJSON(settings, auto_unbox = TRUE, digits = NA),
                              device, progress), call = call)
   result <- transfer_result(raw, colnames(query), scenario, as.numeric(difftime(Sys.time(), started, units = "secs")))
   if (isTRUE(verbose)) {
+    for (i in seq_len(nrow(result$recoveries))) {
+      r <- result$recoveries[i, ]
+      cli::cli_alert_warning(paste0(
+        "Network {r$network}: the loss diverged at step {r$step} ({format(r$loss)}); training went back to step ",
+        "{r$resumed_from} and halved the learning rate ({r$learning_rate} -> {r$new_learning_rate})."
+      ))
+    }
     unknown_share <- round(100 * mean(result$predictions$predicted.id == "Unknown"), 1)
     cli::cli_alert_success(paste0(
       "{ncol(query)} query cells, {length(result$classes)} types, {length(result$features)} features, ",
@@ -245,6 +258,7 @@ networks_summary <- function(networks) {
 transfer_result <- function(raw, cells, scenario, seconds) {
   result <- prediction_result(raw$predictions, cells)
   result$history <- as.data.frame(lapply(raw$history, function(x) vapply(x, function(v) if (is.null(v)) NA_real_ else v, numeric(1))))
+  result$recoveries <- as.data.frame(raw$recoveries)
   result$features <- raw$features
   result$scenario <- scenario
   result$settings <- jsonlite::fromJSON(raw$settings)
@@ -510,7 +524,7 @@ result_record <- function(result, prefix, query) {
   list(model = result$model, prefix = prefix, query = query, determinants = result$determinants,
        unknown = list(rule = description$unknown, novelty_cutoff = description$novelty_cutoff,
                       threshold = description$threshold, unknown_scale = description$unknown_scale),
-       history = result$history, settings = result$settings, scenario = result$scenario,
+       history = result$history, recoveries = result$recoveries, settings = result$settings, scenario = result$scenario,
        features = result$features, classes = result$classes,
        open_set = result$predictions[c("log.doubt", "prototype.similarity", "reference.distance")],
        normalization = result$normalization, scaled = result$scaled, smoothing = result$smoothing, networks = result$networks,

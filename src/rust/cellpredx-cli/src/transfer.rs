@@ -428,7 +428,20 @@ pub fn run(args: TransferArgs) -> Result<()> {
     io::write_table(&args.out.join("history.tsv"), &header, rows)?;
 
     let steps: usize = result.model.description.networks.iter().map(|r| r.steps).sum();
+    let recoveries: Vec<serde_json::Value> = result
+        .model
+        .ensemble
+        .recoveries()
+        .map(|(network, r)| {
+            say(format!(
+                "network {network}: the loss diverged at step {} ({:e}); went back to step {} and halved the learning rate ({} -> {})",
+                r.step, r.loss, r.resumed_from, r.learning_rate, r.new_learning_rate
+            ));
+            json!({ "network": network, "step": r.step, "loss": r.loss.to_string(), "learning_rate": r.learning_rate, "resumed_from": r.resumed_from, "new_learning_rate": r.new_learning_rate })
+        })
+        .collect();
     let summary = json!({
+        "recoveries": recoveries,
         "scenario": config.scenario.name(),
         "reference_cells": reference.cells.len(),
         "query_cells": query.cells.len(),

@@ -96,7 +96,8 @@ pub fn predictions_to_r(p: &Predictions, decision: &UnknownDecision) -> List {
 
 /// Runs a transfer on features x cells matrices. Returns the predictions (`predictions_to_r`),
 /// the features used, the training history (one vector per loss, all networks one after
-/// another), how each network's training ended, the resolved settings as
+/// another), the recoveries from a diverging loss (one vector per field), how each network's
+/// training ended, the resolved settings as
 /// JSON, and the model (an external pointer) with its description as JSON.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
@@ -152,6 +153,15 @@ fn transfer_(
             contrastive = column(&|r| r.contrastive),
             center = column(&|r| r.center)
         );
+        let recoveries: Vec<(usize, &cellpredx::train::Recovery)> = result.model.ensemble.recoveries().collect();
+        let recoveries = list!(
+            network = recoveries.iter().map(|(network, _)| *network as i32).collect::<Vec<_>>(),
+            step = recoveries.iter().map(|(_, r)| r.step as i32).collect::<Vec<_>>(),
+            loss = recoveries.iter().map(|(_, r)| r.loss).collect::<Vec<_>>(),
+            learning_rate = recoveries.iter().map(|(_, r)| r.learning_rate).collect::<Vec<_>>(),
+            resumed_from = recoveries.iter().map(|(_, r)| r.resumed_from as i32).collect::<Vec<_>>(),
+            new_learning_rate = recoveries.iter().map(|(_, r)| r.new_learning_rate).collect::<Vec<_>>()
+        );
         let resolved = serde_json::to_string(&result.config).map_err(json_error)?;
         let description = serde_json::to_string(&result.model.description).map_err(json_error)?;
         Ok(list!(
@@ -161,6 +171,7 @@ fn transfer_(
             scaled = result.model.description.scale,
             smoothing = result.model.description.smoothing,
             history = history,
+            recoveries = recoveries,
             networks = serde_json::to_string(&result.model.description.networks).map_err(json_error)?,
             settings = resolved,
             device = format!("{device:?}"),

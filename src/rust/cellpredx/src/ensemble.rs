@@ -13,7 +13,7 @@ use crate::model::NetworkShape;
 use crate::predict::check_prior_correction;
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::runtime;
-use crate::train::{train, Compute, StepRecord, StopReason, TrainedModel, TrainingConfig, TrainingData};
+use crate::train::{train, Compute, Recovery, StepRecord, StopReason, TrainedModel, TrainingConfig, TrainingData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,6 +64,9 @@ pub struct NetworkRun {
     pub seed: u64,
     pub steps: usize,
     pub stop: StopReason,
+    /// Recoveries from a diverging loss (`train::Recovery`); 0 in files written before they existed.
+    #[serde(default)]
+    pub recoveries: usize,
 }
 
 /// Networks of the same shape and classes.
@@ -89,7 +92,7 @@ impl Ensemble {
         check_networks(networks)?;
         let configs: Vec<TrainingConfig> = (0..networks).map(|i| TrainingConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() }).collect();
         let members = train_networks(data, &configs, compute, schedule, progress)?;
-        let runs = members.iter().map(|m| NetworkRun { seed: m.config.seed, steps: m.history.len(), stop: m.stop }).collect();
+        let runs = members.iter().map(|m| NetworkRun { seed: m.config.seed, steps: m.history.len(), stop: m.stop, recoveries: m.recoveries.len() }).collect();
         Ok(Ensemble { members, runs })
     }
 
@@ -140,6 +143,12 @@ impl Ensemble {
     /// number (from 1). Empty for a loaded ensemble: files keep no history.
     pub fn history(&self) -> impl Iterator<Item = (usize, &StepRecord)> {
         self.members.iter().enumerate().flat_map(|(i, m)| m.history.iter().map(move |r| (i + 1, r)))
+    }
+
+    /// Every network's recoveries from a diverging loss, each with its network's number (from 1).
+    /// Empty for a loaded ensemble.
+    pub fn recoveries(&self) -> impl Iterator<Item = (usize, &Recovery)> {
+        self.members.iter().enumerate().flat_map(|(i, m)| m.recoveries.iter().map(move |r| (i + 1, r)))
     }
 
     /// Writes every network's variables into one safetensors file, each name prefixed with
@@ -308,14 +317,23 @@ impl Drop for StopOnPanic<'_> {
     }
 }
 
-/// Each figure's mean over the networks that have reported it.
+/// Each figure's mean over the networks that have reported it, matched by name (a network that
+/// has recovered from a diverging loss reports more figures than the others); "recoveries" is
+/// summed over the networks instead.
 fn mean_metrics(latest: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
-    let reported: Vec<&Vec<(String, f64)>> = latest.iter().filter(|m| !m.is_empty()).collect();
-    let Some(first) = reported.first() else { return Vec::new() };
-    first
-        .iter()
-        .enumerate()
-        .map(|(i, (name, _))| (name.clone(), reported.iter().map(|m| m[i].1).sum::<f64>() / reported.len() as f64))
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in latest.iter().flatten() {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let values: Vec<f64> = latest.iter().filter_map(|m| m.iter().find(|(n, _)| n == name).map(|(_, v)| *v)).collect();
+            let sum = values.iter().sum::<f64>();
+            (name.to_string(), if name == "recoveries" { sum } else { sum / values.len() as f64 })
+        })
         .collect()
 }
 

@@ -156,6 +156,22 @@ pub fn sparse_center(z: &Tensor, weights: &Tensor, labels: &Tensor, centers: &Te
     Ok(center_weights(weights, weighting)?.f_mul(&squared)?.f_sum(None::<Kind>)?.f_div_scalar(2.0 * n)?)
 }
 
+/// An upper bound on the curvature the sparse center loss gives the encoder: the largest, over
+/// embedding dimensions j, of (1/N) Σ_i W_ij ‖x̃_i‖², the trace of that dimension's Hessian
+/// (1/N) Σ_i W_ij x̃_i x̃_iᵀ with respect to its encoder row, where x̃_i is cell i's input with a 1
+/// for the bias (`input_energy` holds ‖x̃_i‖²). The loss is quadratic in the embedding and the
+/// embedding linear in the input, so this curvature grows with the squared input norm: deep
+/// libraries with nearly every gene detected, or un-normalised values, make it tens of times
+/// larger than typical UMI data. Without gradient.
+pub fn center_curvature(weights: &Tensor, weighting: CenterWeighting, input_energy: &Tensor) -> Result<Tensor> {
+    let (n, _) = check_rank2(weights, "attention weights")?;
+    check_rows(input_energy, n, "input energies")?;
+    tch::no_grad(|| {
+        let per_dimension = center_weights(weights, weighting)?.f_mul(&input_energy.f_unsqueeze(1)?)?.f_mean_dim(0, false, None::<Kind>)?;
+        Ok(per_dimension.f_max()?)
+    })
+}
+
 /// Moves each class center toward its cells (Wen et al. 2016):
 /// C_k ← C_k − α Σ_{i: y_i = k} W_i ⊙ (C_k − Z_i) / (1 + n_k). Returns the new centers.
 ///

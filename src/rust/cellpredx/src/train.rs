@@ -313,6 +313,22 @@ pub struct StepRecord {
     pub center: Option<f64>,
 }
 
+/// One recovery from a diverging loss (`LossWatch`): training went back to the weights it had
+/// before step `resumed_from`, cleared the optimiser's momentum, halved the learning rate and
+/// went on from there. Steps from `resumed_from` to `step` are trained again, so the history
+/// holds each step once, as it counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The step whose loss diverged.
+    pub step: usize,
+    /// Its total loss (non-finite, or `JUMP_FACTOR` times above the recent median).
+    pub loss: f64,
+    pub learning_rate: f64,
+    pub resumed_from: usize,
+    /// The learning rate at `resumed_from` after halving.
+    pub new_learning_rate: f64,
+}
+
 /// Why training ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -328,6 +344,8 @@ pub struct TrainedModel {
     pub classes: Vec<String>,
     pub config: TrainingConfig,
     pub history: Vec<StepRecord>,
+    /// Recoveries from a diverging loss, in order; empty when training never diverged.
+    pub recoveries: Vec<Recovery>,
     pub stop: StopReason,
     pub(crate) compute: Compute,
     pub(crate) centers: Option<Tensor>,
@@ -369,7 +387,20 @@ impl TrainedModel {
         })?;
         vs.set_device(compute.device);
         let class_offsets = Tensor::f_zeros([shape.n_classes], (Kind::Float, compute.device))?;
-        Ok(TrainedModel { vs, net, classes, config, history: Vec::new(), stop, compute, centers: None, prototypes, reference_sample, class_offsets })
+        Ok(TrainedModel {
+            vs,
+            net,
+            classes,
+            config,
+            history: Vec::new(),
+            recoveries: Vec::new(),
+            stop,
+            compute,
+            centers: None,
+            prototypes,
+            reference_sample,
+            class_offsets,
+        })
     }
 
     /// The class logits of embeddings as predictions see them: the classifier's plus the class
@@ -540,6 +571,11 @@ impl WeightAverage {
         Ok(())
     }
 
+    fn snapshot(&self) -> Result<Self> {
+        let sums = self.sums.iter().map(|(name, sum)| Ok((name.clone(), sum.f_detach_copy()?))).collect::<Result<_>>()?;
+        Ok(WeightAverage { sums, count: self.count })
+    }
+
     /// Replaces the weights by their mean, when at least one step was added.
     fn install(&self, vs: &nn::VarStore) -> Result<()> {
         if self.count == 0 {
@@ -558,6 +594,7 @@ impl WeightAverage {
 }
 
 /// Early stop on a converged center loss.
+#[derive(Clone)]
 struct ConvergenceWatch {
     previous: Option<f64>,
     quiet_steps: usize,
@@ -624,6 +661,94 @@ fn reference_summary(encoder: &Encoder<'_>, data: &TrainingData<'_>, device: Dev
     })
 }
 
+/// The most the sparse center loss may ask of the encoder in one step: learning rate × γ × its
+/// curvature bound (`losses::center_curvature`). Plain gradient descent on a quadratic overshoots
+/// once that product passes 2 (with momentum μ, 2(1 + μ)), and the loss then grows without limit;
+/// at 1 the center term alone moves an embedding at most the whole way to its center. Where the
+/// product would be larger, the term's weight is scaled down to meet it; below, it is γ as set.
+const CENTER_STEP_LIMIT: f64 = 1.0;
+
+/// Divergences training recovers from before it gives up with an error.
+pub const MAX_RECOVERIES: usize = 5;
+/// Steps between the weights training can go back to.
+const SNAPSHOT_EVERY: usize = 10;
+/// A finite loss counts as diverged above this multiple of the median of the last
+/// `LOSS_WINDOW` accepted losses (absolute values; the total can be negative).
+const JUMP_FACTOR: f64 = 1e3;
+const LOSS_WINDOW: usize = 20;
+
+/// Tells diverged steps from the rest: a total loss that is not finite, or, once
+/// `LOSS_WINDOW / 2` steps have been accepted, one whose absolute value exceeds `JUMP_FACTOR`
+/// times the median absolute value of the last `LOSS_WINDOW` accepted steps.
+#[derive(Clone, Default)]
+struct LossWatch {
+    recent: std::collections::VecDeque<f64>,
+}
+
+impl LossWatch {
+    fn diverged(&self, loss: f64) -> bool {
+        if !loss.is_finite() {
+            return true;
+        }
+        if self.recent.len() < LOSS_WINDOW / 2 {
+            return false;
+        }
+        let mut sorted: Vec<f64> = self.recent.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        loss.abs() > JUMP_FACTOR * sorted[sorted.len() / 2]
+    }
+
+    fn accept(&mut self, loss: f64) {
+        if self.recent.len() == LOSS_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(loss.abs());
+    }
+}
+
+/// What training goes back to after a divergence: every variable, the center-loss state, the
+/// weight average, the watches and how much history there was, as they were before `step`.
+struct Snapshot {
+    step: usize,
+    variables: Vec<(String, Tensor)>,
+    centers: Option<Tensor>,
+    average: WeightAverage,
+    watch: ConvergenceWatch,
+    losses: LossWatch,
+}
+
+fn copy_variables(vs: &nn::VarStore) -> Result<Vec<(String, Tensor)>> {
+    tch::no_grad(|| vs.variables().into_iter().map(|(name, t)| Ok((name, t.f_detach_copy()?))).collect())
+}
+
+fn restore_variables(vs: &nn::VarStore, saved: &[(String, Tensor)]) -> Result<()> {
+    let mut current = vs.variables();
+    tch::no_grad(|| {
+        for (name, value) in saved {
+            if let Some(variable) = current.get_mut(name) {
+                variable.f_copy_(value)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The error after `MAX_RECOVERIES` recoveries did not help, naming what was tried.
+fn diverged_error(recoveries: &[Recovery], step: usize, loss: f64, learning_rate: f64, config: &TrainingConfig) -> CellPredXError {
+    let tried: Vec<String> = recoveries
+        .iter()
+        .map(|r| {
+            format!("step {} (loss {:e}, learning rate {}) -> back to step {} at {}", r.step, r.loss, r.learning_rate, r.resumed_from, r.new_learning_rate)
+        })
+        .collect();
+    CellPredXError::invalid(format!(
+        "training diverged at step {step} (loss {loss:e}, learning rate {learning_rate}) after {} recoveries, each going back to earlier weights at half the learning rate: {}; lower learning_rate (set {}) or the loss weights, or normalise the input",
+        recoveries.len(),
+        tried.join("; "),
+        config.learning_rate
+    ))
+}
+
 static GLOBAL_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `draw` right after seeding libtorch's global generator with `seed`, with no other thread
@@ -638,6 +763,19 @@ pub(crate) fn seeded<T>(seed: u64, draw: impl FnOnce() -> T) -> T {
 /// Trains the network. Reports every step to `progress` (whose error stops training, e.g. on
 /// Ctrl-C) with the step's losses.
 pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute, progress: &mut dyn ProgressSink) -> Result<TrainedModel> {
+    train_with_faults(data, config, compute, progress, &[])
+}
+
+/// `train`, with the total loss replaced by NaN at the first pass through each step of `faults`
+/// (a step trained again after a recovery counts as a new pass), to test the recovery.
+pub(crate) fn train_with_faults(
+    data: &TrainingData<'_>,
+    config: &TrainingConfig,
+    compute: Compute,
+    progress: &mut dyn ProgressSink,
+    faults: &[usize],
+) -> Result<TrainedModel> {
+    let mut faults: Vec<usize> = faults.to_vec();
     data.validate()?;
     config.validate()?;
     let contrastive_weight = config
@@ -660,8 +798,8 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         Ok((vs, net, prototypes, reference_sample))
     })?;
     vs.set_device(device);
-    let mut optimizer = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false }
-        .build(&vs, config.learning_rate)?;
+    let sgd = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
+    let mut optimizer = sgd.build(&vs, config.learning_rate)?;
     let penalised = penalised_weights(&vs);
     let mut rng = SplitMix64::new(config.seed);
     let mut reference_sampler = ReferenceSampler::new(data.labels, config.class_balance);
@@ -673,16 +811,37 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
     let lr_drop_step = (max_steps as f64 * config.lr_drop_at).ceil() as usize;
     let warmup_steps = (max_steps as f64 * config.center_warmup).round() as usize;
 
+    let (reference_energy, query_energy) = (row_energies(data.reference), row_energies(data.query));
     let mut centers: Option<Tensor> = None;
     let mut watch = ConvergenceWatch::new(config.early_stop_patience, config.early_stop_tolerance);
     let mut history = Vec::with_capacity(max_steps);
     let mut stop = StopReason::MaxSteps;
     let average_from = max_steps - (max_steps as f64 * config.average_last).round() as usize;
     let mut average = WeightAverage::new(&vs);
+    let mut losses_watch = LossWatch::default();
+    let mut recoveries: Vec<Recovery> = Vec::new();
+    // Halved at each recovery, for the rest of the schedule.
+    let mut lr_scale = 1.0;
+    let mut good: Option<Snapshot> = None;
 
-    for step in 1..=max_steps {
-        let learning_rate = if step > lr_drop_step { config.learning_rate * 0.1 } else { config.learning_rate };
+    let mut step = 1;
+    while step <= max_steps {
+        let schedule_rate = |scale: f64, step: usize| scale * if step > lr_drop_step { config.learning_rate * 0.1 } else { config.learning_rate };
+        let learning_rate = schedule_rate(lr_scale, step);
         optimizer.set_lr(learning_rate);
+        // The weights before this step become the snapshot once its loss proves finite.
+        let pending = if (step - 1) % SNAPSHOT_EVERY == 0 {
+            Some(Snapshot {
+                step,
+                variables: copy_variables(&vs)?,
+                centers: centers.as_ref().map(|c| c.f_detach_copy()).transpose()?,
+                average: average.snapshot()?,
+                watch: watch.clone(),
+                losses: losses_watch.clone(),
+            })
+        } else {
+            None
+        };
         let reference_rows = reference_sampler.batch(reference_batch, &mut rng);
         let query_rows = query_sampler.batch(query_batch, &mut rng);
         let neighbour_rows: Vec<usize> =
@@ -690,46 +849,60 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
 
         let encoder = Encoder::new(&net, compute)?;
         let labels = class_codes(data.labels, &reference_rows, device)?;
-        let a = encoder.encode(data.reference, reference_rows, true)?;
-        let b = encoder.encode(data.query, query_rows, true)?;
+        let a = encoder.encode(data.reference, reference_rows.clone(), true)?;
+        let b = encoder.encode(data.query, query_rows.clone(), true)?;
         let logits_a = net.classify(&a.z);
         let cross_entropy = losses::cross_entropy(&logits_a, &labels)?;
         let mut total = cross_entropy.shallow_clone();
         // Loss values stay on the device until one read per step: each read waits for the GPU.
         let mut terms: Vec<Option<Tensor>> = Vec::with_capacity(5);
-        let mut add = |loss: Option<Tensor>, weight: f64| -> Result<()> {
+        // A loss enters the total times its weight and, for the center loss, its step bound; the
+        // history records the loss itself.
+        let mut add = |loss: Option<Tensor>, weight: f64, bound: Option<&Tensor>| -> Result<()> {
             if let Some(loss) = &loss {
-                total = total.f_add(&loss.f_mul_scalar(weight)?)?;
+                let term = match bound {
+                    Some(bound) => loss.f_mul(bound)?,
+                    None => loss.shallow_clone(),
+                };
+                total = total.f_add(&term.f_mul_scalar(weight)?)?;
             }
             terms.push(loss.map(|l| l.detach()));
             Ok(())
         };
 
         let l1 = (config.l1_weight > 0.0).then(|| losses::l1_penalty(&penalised)).transpose()?;
-        add(l1, config.l1_weight)?;
+        add(l1, config.l1_weight, None)?;
         let projection = (config.projection_weight > 0.0).then(|| losses::projection_regularization(&a.z, &b.z)).transpose()?;
-        add(projection, config.projection_weight)?;
+        add(projection, config.projection_weight, None)?;
         let alignment = (config.alignment_weight > 0.0)
             .then(|| losses::feature_alignment(&a.z, &b.z, config.alignment_keep, config.alignment_hinge.then_some(&mut rng)))
             .transpose()?;
-        add(alignment, config.alignment_weight)?;
+        add(alignment, config.alignment_weight, None)?;
         let neighbours = if contrastive_weight > 0.0 { Some(encoder.encode(data.query, neighbour_rows, true)?) } else { None };
         let contrastive = neighbours.as_ref().map(|n| losses::neighbourhood_contrastive(&b.z, &n.z, config.temperature)).transpose()?;
-        add(contrastive, contrastive_weight)?;
+        add(contrastive, contrastive_weight, None)?;
         let mut center_inputs = None;
+        let mut center_bound = None;
         let center = if config.center_weight > 0.0 && step > warmup_steps {
             if centers.is_none() {
                 centers = Some(reference_summary(&encoder, data, device, &[])?.0);
             }
             let current = centers.as_ref().map(|c| c.shallow_clone()).unwrap_or_else(|| Tensor::from(0f32));
-            let (z, weights, y) = center_batch(&net, &a.z, &labels, &b.z, config.pseudo_label_quantile)?;
+            let (z, weights, y, kept) = center_batch(&net, &a.z, &labels, &b.z, config.pseudo_label_quantile)?;
             let loss = losses::sparse_center(&z, &weights, &y, &current, config.center_weighting)?;
+            let energy = Tensor::f_cat(
+                &[gather(&reference_energy, &reference_rows, device)?, gather(&query_energy, &query_rows, device)?.f_index_select(0, &kept)?],
+                0,
+            )?;
+            let curvature = losses::center_curvature(&weights, config.center_weighting, &energy)?;
+            let bound = curvature.f_mul_scalar(learning_rate * config.center_weight)?.f_reciprocal()?.f_mul_scalar(CENTER_STEP_LIMIT)?.f_clamp_max(1.0)?;
             center_inputs = Some((z, weights, y));
+            center_bound = Some(bound);
             Some(loss)
         } else {
             None
         };
-        add(center, config.center_weight)?;
+        add(center, config.center_weight, center_bound.as_ref())?;
 
         optimizer.zero_grad();
         total.backward();
@@ -759,14 +932,49 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
             contrastive: value_of(&terms[3]),
             center: value_of(&terms[4]),
         };
-        if !record.total.is_finite() {
-            return Err(CellPredXError::invalid(format!(
-                "training diverged at step {step} (loss {}); lower learning_rate (now {learning_rate}) or the loss weights",
-                record.total
-            )));
+        let observed = match faults.iter().position(|&f| f == step) {
+            Some(i) => {
+                faults.remove(i);
+                f64::NAN
+            }
+            None => record.total,
+        };
+        if losses_watch.diverged(observed) {
+            if recoveries.len() == MAX_RECOVERIES {
+                return Err(diverged_error(&recoveries, step, observed, learning_rate, config));
+            }
+            // Step 1 always saves the initial weights, so there is a snapshot to go back to.
+            let back = good.as_ref().or(pending.as_ref()).ok_or_else(|| CellPredXError::invalid("no weights saved to recover from"))?;
+            restore_variables(&vs, &back.variables)?;
+            centers = back.centers.as_ref().map(|c| c.f_detach_copy()).transpose()?;
+            average = back.average.snapshot()?;
+            watch = back.watch.clone();
+            losses_watch = back.losses.clone();
+            history.truncate(back.step - 1);
+            lr_scale *= 0.5;
+            // A fresh optimiser: the momentum that carried the weights away is not carried on.
+            optimizer = sgd.build(&vs, schedule_rate(lr_scale, back.step))?;
+            let recovery = Recovery { step, loss: observed, learning_rate, resumed_from: back.step, new_learning_rate: schedule_rate(lr_scale, back.step) };
+            let metrics = [
+                ("diverged_loss", observed),
+                ("resumed_from", back.step as f64),
+                ("learning_rate", recovery.new_learning_rate),
+                ("recoveries", (recoveries.len() + 1) as f64),
+            ];
+            recoveries.push(recovery);
+            step = back.step;
+            progress.report(&ProgressEvent { stage: "training", done: step - 1, total: max_steps, metrics: &metrics })?;
+            continue;
+        }
+        losses_watch.accept(observed);
+        if let Some(snapshot) = pending {
+            good = Some(snapshot);
         }
         let converged = record.center.is_some_and(|loss| watch.converged(loss));
-        let metrics = [("loss", record.total), ("ce", record.cross_entropy)];
+        let mut metrics = vec![("loss", record.total), ("ce", record.cross_entropy)];
+        if !recoveries.is_empty() {
+            metrics.push(("recoveries", recoveries.len() as f64));
+        }
         history.push(record);
         progress.report(&ProgressEvent { stage: "training", done: step, total: max_steps, metrics: &metrics })?;
         if converged {
@@ -778,6 +986,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         if stop == StopReason::CenterLossConverged {
             break;
         }
+        step += 1;
     }
     average.install(&vs)?;
     let encoder = Encoder::new(&net, compute)?;
@@ -794,6 +1003,7 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
         classes: data.labels.classes().to_vec(),
         config: config.clone(),
         history,
+        recoveries,
         stop,
         compute,
         centers,
@@ -805,7 +1015,8 @@ pub fn train(data: &TrainingData<'_>, config: &TrainingConfig, compute: Compute,
 
 /// The cells of the center loss: all reference cells with their labels, and the query cells of
 /// the batch whose confidence reaches the quantile, with their pseudo-labels.
-fn center_batch(net: &CellPredXNet, z_ref: &Tensor, labels: &Tensor, z_query: &Tensor, quantile: f64) -> Result<(Tensor, Tensor, Tensor)> {
+/// Also returns the positions of the kept query cells in the batch.
+fn center_batch(net: &CellPredXNet, z_ref: &Tensor, labels: &Tensor, z_query: &Tensor, quantile: f64) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     let (confidence, pseudo) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
         let probabilities = net.classify(z_query).f_softmax(-1, Kind::Float)?;
         Ok(probabilities.f_max_dim(1, false)?)
@@ -815,7 +1026,17 @@ fn center_batch(net: &CellPredXNet, z_ref: &Tensor, labels: &Tensor, z_query: &T
     let z = Tensor::f_cat(&[z_ref, &z_query.f_index_select(0, &kept)?], 0)?;
     let y = Tensor::f_cat(&[labels, &pseudo.f_index_select(0, &kept)?], 0)?;
     let weights = net.attention(&z, true)?;
-    Ok((z, weights, y))
+    Ok((z, weights, y, kept))
+}
+
+/// ‖x̃‖² of every row: its squared values plus 1 for the encoder's bias (`losses::center_curvature`).
+fn row_energies(m: &CsrMatrix) -> Vec<f32> {
+    (0..m.n_rows()).map(|r| 1.0 + m.row(r).1.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() as f32).collect()
+}
+
+fn gather(values: &[f32], rows: &[usize], device: Device) -> Result<Tensor> {
+    let picked: Vec<f32> = rows.iter().map(|&r| values[r]).collect();
+    Ok(Tensor::f_from_slice(&picked)?.f_to_device(device)?)
 }
 
 #[cfg(test)]
@@ -1000,6 +1221,71 @@ pub(crate) mod tests {
             let err = TrainingConfig { max_epochs: bad, ..config.clone() }.validate().err().unwrap().to_string();
             assert_eq!(err, format!("max_epochs must be a number > 0, not {bad}"));
         }
+    }
+
+    fn run_with_faults(config: &TrainingConfig, faults: &[usize]) -> Result<TrainedModel> {
+        let (reference, labels, query) = toy_pair(80, 60);
+        let graph = toy_graph(&query);
+        let data = TrainingData { reference: &reference, labels: &labels, query: &query, query_graph: &graph };
+        train_with_faults(&data, config, Compute::on(Device::Cpu), &mut Silent, faults)
+    }
+
+    #[test]
+    fn a_diverged_step_goes_back_to_saved_weights_at_half_the_learning_rate() {
+        let config = small_config(30);
+        let clean = run(&config, Compute::on(Device::Cpu));
+        assert!(clean.recoveries.is_empty());
+        let model = run_with_faults(&config, &[15]).unwrap();
+        // Snapshots are taken before steps 1, 11, 21, ...: step 15 goes back to step 11.
+        let [r] = model.recoveries.as_slice() else { panic!("{:?}", model.recoveries) };
+        assert_eq!((r.step, r.learning_rate, r.resumed_from, r.new_learning_rate), (15, 0.01, 11, 0.005));
+        assert!(r.loss.is_nan());
+        // Each step is in the history once; the steps before the snapshot are those of the clean run.
+        assert_eq!(model.history.iter().map(|r| r.step).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
+        assert_eq!(model.history[..10], clean.history[..10]);
+        assert_eq!(model.history[10].learning_rate, 0.005);
+        assert!((model.history[15].learning_rate - 0.0005).abs() < 1e-12);
+        assert!(model.history.iter().all(|r| r.total.is_finite()));
+        assert!(weights(&model).iter().all(|w| w.is_finite()));
+        assert_eq!(model.stop, StopReason::MaxSteps);
+    }
+
+    #[test]
+    fn training_gives_up_after_the_last_recovery_and_says_what_it_tried() {
+        // Step 5 diverges on each of its passes: five recoveries, then the error.
+        let err = run_with_faults(&small_config(20), &[5; MAX_RECOVERIES + 1]).err().unwrap().to_string();
+        assert!(err.starts_with("training diverged at step 5 (loss NaN, learning rate 0.0003125) after 5 recoveries"), "{err}");
+        assert!(err.contains("step 5 (loss NaN, learning rate 0.01) -> back to step 1 at 0.005"), "{err}");
+        assert!(err.contains("step 5 (loss NaN, learning rate 0.000625) -> back to step 1 at 0.0003125"), "{err}");
+        // One divergence fewer is recovered from.
+        let model = run_with_faults(&small_config(20), &[5; MAX_RECOVERIES]).unwrap();
+        assert_eq!(model.recoveries.len(), MAX_RECOVERIES);
+        assert!(model.history.iter().all(|r| r.total.is_finite()) && model.history.len() == 20);
+    }
+
+    #[test]
+    fn a_loss_a_thousand_times_its_recent_median_counts_as_diverged() {
+        let mut watch = LossWatch::default();
+        assert!(watch.diverged(f64::INFINITY) && watch.diverged(f64::NAN));
+        // Too little history to judge a jump.
+        assert!(!watch.diverged(1e9));
+        for loss in [1.0, -2.0, 1.5, 0.5, 2.0, 1.0, -1.0, 1.2, 0.8, 1.1] {
+            watch.accept(loss);
+        }
+        // |losses| median: 1.1 (sorted 0.5 0.8 1 1 1 1.1 1.2 1.5 2 2, upper middle).
+        assert!(!watch.diverged(1000.0) && !watch.diverged(-1099.0));
+        assert!(watch.diverged(1101.0) && watch.diverged(-1101.0));
+    }
+
+    #[test]
+    fn the_center_step_bound_scales_with_the_input() {
+        // Two cells, weights 1: the bound is the mean squared input norm plus 1 for the bias.
+        let w = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+        let energy = Tensor::from_slice(&[3f32, 5.0]);
+        let c = losses::center_curvature(&w, CenterWeighting::MeanOne, &energy).unwrap();
+        assert!((c.double_value(&[]) - 4.0).abs() < 1e-6);
+        let m = CsrMatrix::from_dense_row_major(2, 2, &[1.0, 2.0, 0.0, 3.0]).unwrap();
+        assert_eq!(row_energies(&m), [6.0, 10.0]);
     }
 
     #[test]
