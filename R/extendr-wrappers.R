@@ -29,7 +29,8 @@ knn_graph_ <- function(embedding, k, metric, progress) .Call(wrap__knn_graph_, e
 # features (long form); per type the determinant features under both rankings (long form).
 model_interpret_ <- function(handle, cells, features, steps, baseline, target, cell_features, per_type, cells_per_pass, path_space, progress) .Call(wrap__model_interpret_, handle, cells, features, steps, baseline, target, cell_features, per_type, cells_per_pass, path_space, progress)
 
-# Predictions for new cells (features x cells, with feature names).
+# Predictions for new cells (features x cells, with feature names), labelled by the model's
+# Unknown rule or by `unknown` / `threshold` where given.
 model_predict_ <- function(handle, cells, features, unknown, threshold, progress) .Call(wrap__model_predict_, handle, cells, features, unknown, threshold, progress)
 
 model_save_ <- function(handle, path, overwrite) .Call(wrap__model_save_, handle, path, overwrite)
@@ -68,7 +69,9 @@ trigger_panic_ <- function(message) .Call(wrap__trigger_panic_, message)
 transfer_preset_ <- function(scenario) .Call(wrap__transfer_preset_, scenario)
 
 # Runs a transfer on features x cells matrices. Returns the predictions (`predictions_to_r`),
-# the features used, the training history (one vector per loss), the resolved settings as
+# the features used, the training history (one vector per loss, all networks one after
+# another), the recoveries from a diverging loss (one vector per field), how each network's
+# training ended, the resolved settings as
 # JSON, and the model (an external pointer) with its description as JSON.
 transfer_ <- function(reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress) .Call(wrap__transfer_, reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress)
 
