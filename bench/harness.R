@@ -65,10 +65,12 @@ write_predictions <- function(path, cells, best_type, confidence, doubt, scores)
 }
 
 # Scores a predictions.tsv against the query's labels with `cellpredx evaluate` (collapsing
-# types with the pair's map on P5). Returns its JSON as a list.
+# types with the pair's map on P5; against the pair's collapsed `truth` file where it has one).
+# Returns its JSON as a list.
 evaluate_predictions <- function(pred, pair_id, work) {
   pair <- bench_pairs[[pair_id]]
-  args <- c("evaluate", "--pred", pred, "--truth", pair$query, "--json")
+  truth <- if (is.null(pair$truth)) pair$query else pair$truth
+  args <- c("evaluate", "--pred", pred, "--truth", truth, "--json")
   if (!is.null(pair$map)) {
     map_file <- file.path(work, paste0(pair_id, "-map.tsv"))
     utils::write.table(pair$map, map_file, sep = "\t", quote = FALSE, row.names = FALSE)

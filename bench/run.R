@@ -67,7 +67,7 @@ tool_command <- function(tool, pair_id, out, seed) {
       if (is.null(celltypist_python)) stop("CellTypist's virtual environment could not be set up: ", celltypist_setup_error, call. = FALSE)
       list(command = celltypist_python,
            args = c("bench/peers/run_celltypist.py", pair_data_args(pair_id, work), "--out", out,
-                    if (pair_id == "P6") "--log-normalised"))
+                    if (pair_values(pair_id, "ref") == "log") "--log-normalised"))
     })
 }
 
