@@ -33,7 +33,8 @@ check: setup
 # 200,000 query cells, ~4 min), the speed target of one training on P1 (bench/pairs.R --variants
 # single: 3 seeds, ~3 min, printed against 60 s and 1 GB), the thread timings and determinant genes, then the report
 # (bench/REPORT.md, bench/report/*.png, README's "How it compares"): 38 min in all on the 2-core VM
-# (2026-11-25). BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min
+# (2026-11-25), plus the wider benchmark's quick run (bench-robust-quick, ~18 min estimated on an
+# idle 2-core VM, see bench/NOTES.md 2026-12-04): ~56 min. BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min
 # more), off by default to stay well inside the 90-minute budget. BENCH_ARGS go to bench/run.R, e.g. BENCH_ARGS="--pairs P1,P5".
 BENCH_ABLATION ?= 0
 bench: setup bench-cli
@@ -51,7 +52,8 @@ bench: setup bench-cli
 # bench/robust-report.R writes bench/ROBUST.md (seed spread, divergence, in-sample / LOPO choice
 # among ROBUST_CANDIDATES). `make bench` runs the quick version (BENCH_ROBUST=quick, the default;
 # =full runs the full one; =0 skips it). The full run is a target of its own because it is long:
-# CellPredX x ROBUST_SEEDS on all 22 pairs (P1-P3 take 1.5-3 min a run) and every peer.
+# CellPredX x ROBUST_SEEDS on all 22 pairs (P1-P3 take 1.5-3 min a run) and every peer, ~1.6 h
+# estimated on an idle 2-core VM (bench/NOTES.md 2026-12-04), well over make bench's budget.
 BENCH_ROBUST ?= quick
 ROBUST_SEEDS ?= 0,1,2,3,4
 ROBUST_CANDIDATES ?= defaults=

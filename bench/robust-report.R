@@ -28,6 +28,7 @@ out_md <- option("out", file.path(root, "bench", "ROBUST.md"))
 rows <- do.call(rbind, lapply(results_files, utils::read.delim, stringsAsFactors = FALSE, check.names = FALSE,
                               na.strings = "NA"))
 rows$candidate[is.na(rows$candidate)] <- ""
+rows$flags[is.na(rows$flags)] <- ""
 key <- paste(rows$pair, rows$tool, rows$candidate, rows$seed)
 rows <- rows[rows$run_id == stats::ave(rows$run_id, key, FUN = max), ]
 pairs <- intersect(wide_pair_ids, unique(rows$pair))
@@ -125,7 +126,7 @@ robustness_table <- function() {
   lines <- c(paste("|", paste(header, collapse = " | "), "|"), paste0("|", strrep("---|", length(header))))
   for (p in pairs) {
     d <- by_candidate[by_candidate$pair == p & by_candidate$candidate == default_candidate, ]
-    cells <- if (!nrow(d)) c(rep("—", 5), "not run", "—", "—") else
+    cells <- if (!nrow(d)) c("—", "—", "—", "not run", "—", "—") else
       c(d$accuracy_text, d$macro_f1_text, d$auroc_text, sprintf("%d / %d / %d / %d", d$ok, d$recovered, d$diverged, d$failed),
         if (is.na(d$swing)) "—" else sprintf("%.3f (%s)", d$swing, d$swing_type), sprintf("%.1f", d$seconds))
     lines <- c(lines, paste("|", paste(c(p, sample_of(p), title(p), cells), collapse = " | "), "|"))
@@ -168,7 +169,7 @@ headline <- function(which) {
     if (nrow(s)) s$macro_f1 else NA_real_
   }, numeric(1))
   all_own <- own[own$candidate == default_candidate & own$pair %in% set, ]
-  sprintf(paste("%s (%d pairs with CellPredX runs: %s): CellPredX defaults mean macro-F1 %s (mean seed sd %s);",
+  sprintf(paste("%s (CellPredX ran on %d pair(s): %s): CellPredX defaults mean macro-F1 %s (mean seed sd %s);",
                 "at or above the best peer on %d of %d pairs with a peer, below the centroid baseline on %d of %d;",
                 "runs %d, diverged %d, recovered %d, failed %d."),
           if (which == "in") "In sample" else "Out of sample", nrow(d), paste(d$pair, collapse = ", "), f3(mean(d$macro_f1)),
