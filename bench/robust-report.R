@@ -138,7 +138,7 @@ peer_table <- function() {
   lines <- c(paste("|", paste(header, collapse = " | "), "|"), paste0("|", strrep("---|", length(header))))
   for (p in pairs) {
     d <- by_candidate[by_candidate$pair == p & by_candidate$candidate == default_candidate, ]
-    mine <- if (!nrow(d)) "—" else sprintf("%s / %s%s", f3(d$accuracy), f3(d$macro_f1),
+    mine <- if (!nrow(d)) "—" else if (is.na(d$macro_f1)) sprintf("no run finished (%d diverged, %d failed)", d$diverged, d$failed) else sprintf("%s / %s%s", f3(d$accuracy), f3(d$macro_f1),
                                             if (is.na(d$auroc)) "" else sprintf(" (AUROC %s)", f3(d$auroc)))
     lines <- c(lines, paste("|", paste(c(p, sample_of(p), mine, vapply(peers, function(t) peer_cell(p, t), "")), collapse = " | "), "|"))
   }
@@ -159,6 +159,7 @@ choice_table <- function() {
 headline <- function(which) {
   set <- pairs[vapply(pairs, sample_of, "") == which]
   d <- by_candidate[by_candidate$candidate == default_candidate & by_candidate$pair %in% set & !is.na(by_candidate$macro_f1), ]
+  d <- d[order(match(d$pair, wide_pair_ids)), ]
   if (!nrow(d)) return(sprintf("%s: no finished CellPredX run.", if (which == "in") "In sample" else "Out of sample"))
   best_peer <- vapply(d$pair, function(p) {
     s <- peer_summary[peer_summary$pair == p & peer_summary$status %in% finished, ]
@@ -169,7 +170,7 @@ headline <- function(which) {
     if (nrow(s)) s$macro_f1 else NA_real_
   }, numeric(1))
   all_own <- own[own$candidate == default_candidate & own$pair %in% set, ]
-  sprintf(paste("%s (CellPredX ran on %d pair(s): %s): CellPredX defaults mean macro-F1 %s (mean seed sd %s);",
+  sprintf(paste("%s (CellPredX finished a run on %d pair(s): %s): CellPredX defaults mean macro-F1 over them %s (mean seed sd %s);",
                 "at or above the best peer on %d of %d pairs with a peer, below the centroid baseline on %d of %d;",
                 "runs %d, diverged %d, recovered %d, failed %d."),
           if (which == "in") "In sample" else "Out of sample", nrow(d), paste(d$pair, collapse = ", "), f3(mean(d$macro_f1)),

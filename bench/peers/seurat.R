@@ -115,7 +115,11 @@ score_columns <- setdiff(grep("^prediction.score.", names(predicted), value = TR
 scores <- as.matrix(predicted[, score_columns, drop = FALSE])
 # TransferData makes the types' names syntactic in these columns: take the names from the labels.
 types <- sort(unique(ref_labels))
-colnames(scores) <- types[match(sub("^prediction.score.", "", score_columns), make.names(types))]
+# (Type names that make.names changes, e.g. "01_HSC", may also come through unchanged: try both.)
+score_names <- sub("^prediction.score.", "", score_columns)
+type_index <- match(score_names, make.names(types))
+type_index[is.na(type_index)] <- match(score_names[is.na(type_index)], types)
+colnames(scores) <- types[type_index]
 write_predictions(file.path(out_dir, "predictions.tsv"), colnames(query_counts), predicted$predicted.id,
                   predicted$prediction.score.max, 1 - predicted$prediction.score.max, scores)
 jsonlite::write_json(list(tool = "seurat", variant = variant, version = as.character(packageVersion("Seurat")),
