@@ -1,7 +1,7 @@
 # CellPredX: `make demo` sets up a fresh machine and runs the main job; `make test` runs every test.
 # Each target runs scripts/setup first, which skips what is already done and reinstalls the
 # package incrementally (seconds once the first build is done).
-.PHONY: setup install demo test test-rust test-r check bench bench-quick bench-report bench-cli wrappers document clean
+.PHONY: setup install demo test test-rust test-r check bench bench-quick bench-report bench-cli bench-derive bench-robust bench-robust-quick bench-robust-report wrappers document clean
 
 WITH_ENV := scripts/with-env
 
@@ -33,7 +33,8 @@ check: setup
 # 200,000 query cells, ~4 min), the speed target of one training on P1 (bench/pairs.R --variants
 # single: 3 seeds, ~3 min, printed against 60 s and 1 GB), the thread timings and determinant genes, then the report
 # (bench/REPORT.md, bench/report/*.png, README's "How it compares"): 38 min in all on the 2-core VM
-# (2026-11-25). BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min
+# (2026-11-25), plus the wider benchmark's quick run (bench-robust-quick, ~18 min estimated on an
+# idle 2-core VM, see bench/NOTES.md 2026-12-04): ~56 min. BENCH_ABLATION=1 adds the loss ablation (bench/pairs.R --variants ..., ~50 min
 # more), off by default to stay well inside the 90-minute budget. BENCH_ARGS go to bench/run.R, e.g. BENCH_ARGS="--pairs P1,P5".
 BENCH_ABLATION ?= 0
 bench: setup bench-cli
@@ -44,6 +45,32 @@ bench: setup bench-cli
 	@$(WITH_ENV) Rscript bench/interpret.R
 	@if [ "$(BENCH_ABLATION)" = 1 ]; then $(WITH_ENV) Rscript bench/pairs.R --pairs P1,P2,P3,P4 --variants no_fa,no_cl,no_sc,no_pr,sc_raw; fi
 	@$(MAKE) --no-print-directory bench-report
+	@case "$(BENCH_ROBUST)" in quick) $(MAKE) --no-print-directory bench-robust-quick;; full) $(MAKE) --no-print-directory bench-robust;; esac
+
+# The wider benchmark (bench/PAIRS.md, issue 18): bench/derive.R writes the derived pairs' data
+# (git-ignored bench/cache/, seconds), bench/robust.R runs every tool on the pairs and
+# bench/robust-report.R writes bench/ROBUST.md (seed spread, divergence, in-sample / LOPO choice
+# among ROBUST_CANDIDATES). `make bench` runs the quick version (BENCH_ROBUST=quick, the default;
+# =full runs the full one; =0 skips it). The full run is a target of its own because it is long:
+# CellPredX x ROBUST_SEEDS on all 22 pairs (P1-P3 take 1.5-3 min a run) and every peer, ~1.6 h
+# estimated on an idle 2-core VM (bench/NOTES.md 2026-12-04), well over make bench's budget.
+BENCH_ROBUST ?= quick
+ROBUST_SEEDS ?= 0,1,2,3,4
+ROBUST_CANDIDATES ?= defaults=
+bench-derive:
+	@$(WITH_ENV) Rscript bench/derive.R
+
+bench-robust: setup bench-cli bench-derive
+	@$(WITH_ENV) Rscript bench/robust.R --pairs all --seeds $(ROBUST_SEEDS) --candidates "$(ROBUST_CANDIDATES)"
+	@$(MAKE) --no-print-directory bench-robust-report
+
+# Every tool once on the pairs of a CellPredX run under a minute (all but P1-P3): seed 0 only.
+bench-robust-quick: setup bench-cli bench-derive
+	@$(WITH_ENV) Rscript bench/robust.R --pairs small --seeds 0 --candidates "$(ROBUST_CANDIDATES)"
+	@$(MAKE) --no-print-directory bench-robust-report
+
+bench-robust-report:
+	@$(WITH_ENV) Rscript bench/robust-report.R
 
 # Day-to-day check, well under 10 minutes: every tool on P5 and P6, one CellPredX seed, then the report.
 bench-quick: setup bench-cli

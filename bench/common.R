@@ -26,7 +26,8 @@ early <- snare_meta$batch %in% c("09A", "09B", "09C", "09D", "09E", "09F")
 not_mis <- snare_meta$cell_type != "Mis"
 
 # Each pair: scenario, reference and query directories, the cells each side uses (NULL = all)
-# and, for P5, how reference types map onto the query's coarser labels.
+# and, for P5, how reference types map onto the query's coarser labels; `values` says what
+# P4's and P6's matrices hold (bench/pairs-wide.R: proteins, log values; the rest are counts).
 bench_pairs <- list(
   P1 = list(scenario = "rna_atac_matched", ref = file.path(snare, "rna"), query = file.path(snare, "atac_gene_activity"),
             ref_cells = snare_meta$cell_id[not_mis], query_cells = snare_meta$cell_id[not_mis]),
@@ -35,14 +36,16 @@ bench_pairs <- list(
   P3 = list(scenario = "atac_atac", ref = file.path(snare, "atac_peaks"), query = file.path(snare, "atac_peaks"),
             ref_cells = snare_meta$cell_id[not_mis & early], query_cells = snare_meta$cell_id[not_mis & !early]),
   P4 = list(scenario = "rna_rna", ref = file.path(data_dir, "cite_asap_adt", "citeseq"),
-            query = file.path(data_dir, "cite_asap_adt", "asapseq")),
+            query = file.path(data_dir, "cite_asap_adt", "asapseq"), values = c(ref = "proteins", query = "proteins")),
   P5 = list(scenario = "rna_rna", ref = file.path(data_dir, "pbmc3k_seurat", "rna"),
             query = file.path(data_dir, "garnett_pbmc_facs_800", "rna"),
             map = data.frame(from = c("B", "Naive CD4 T", "Memory CD4 T", "CD8 T"),
                              to = c("B cells", "CD4 T cells", "CD4 T cells", "CD8 T cells"))),
   P6 = list(scenario = "rna_rna", ref = file.path(data_dir, "scclassify_pancreas_xin_wang", "xin"),
-            query = file.path(data_dir, "scclassify_pancreas_xin_wang", "wang"))
+            query = file.path(data_dir, "scclassify_pancreas_xin_wang", "wang"), values = c(ref = "log", query = "log"))
 )
+# The wider benchmark's pairs (W1-W16) join bench_pairs; it also defines pair_values().
+source(file.path(root, "bench", "pairs-wide.R"))
 
 check_pairs <- function(wanted) {
   unknown <- setdiff(wanted, names(bench_pairs))
@@ -52,6 +55,7 @@ check_pairs <- function(wanted) {
 
 # Both sides of a pair, read into R (counts restricted to the pair's cells, with their metadata).
 read_pair <- function(id) {
+  check_derived(id)
   pair <- bench_pairs[[id]]
   list(ref = CellPredX::ReadCellData(pair$ref, pair$ref_cells), query = CellPredX::ReadCellData(pair$query, pair$query_cells))
 }

@@ -65,10 +65,12 @@ write_predictions <- function(path, cells, best_type, confidence, doubt, scores)
 }
 
 # Scores a predictions.tsv against the query's labels with `cellpredx evaluate` (collapsing
-# types with the pair's map on P5). Returns its JSON as a list.
+# types with the pair's map on P5; against the pair's collapsed `truth` file where it has one).
+# Returns its JSON as a list.
 evaluate_predictions <- function(pred, pair_id, work) {
   pair <- bench_pairs[[pair_id]]
-  args <- c("evaluate", "--pred", pred, "--truth", pair$query, "--json")
+  truth <- if (is.null(pair$truth)) pair$query else pair$truth
+  args <- c("evaluate", "--pred", pred, "--truth", truth, "--json")
   if (!is.null(pair$map)) {
     map_file <- file.path(work, paste0(pair_id, "-map.tsv"))
     utils::write.table(pair$map, map_file, sep = "\t", quote = FALSE, row.names = FALSE)
@@ -99,4 +101,58 @@ cellpredx_transfer_args <- function(pair_id, work, out, seed, device = "cpu", th
             "--device", device, "--quiet", "--out", out, "--seed", seed, extra)
   if (!is.na(threads)) args <- c("--threads", threads, args)
   args
+}
+
+# The machine and versions behind a results file's rows (read by the report scripts).
+write_machine_info <- function(path, host = Sys.info()[["nodename"]]) {
+  cpu <- grep("^model name", readLines("/proc/cpuinfo"), value = TRUE)
+  version_of <- function(p) tryCatch(as.character(utils::packageVersion(p)), error = function(e) NA)
+  info <- list(host = host, cpu = sub(".*:\\s*", "", cpu[1]), cores = parallel::detectCores(),
+               memory_gb = round(as.numeric(gsub("[^0-9]", "", grep("^MemTotal", readLines("/proc/meminfo"), value = TRUE))) / 1024^2, 1),
+               load_average_at_start = readLines("/proc/loadavg")[1], r = R.version.string, cellpredx_commit = system("git rev-parse --short HEAD", intern = TRUE),
+               seurat = version_of("Seurat"), singler = version_of("SingleR"), scran = version_of("scran"))
+  dir.create(dirname(path), showWarnings = FALSE, recursive = TRUE)
+  jsonlite::write_json(info, path, auto_unbox = TRUE, pretty = TRUE)
+}
+
+# CellTypist's Python: list(python = path) once its virtual environment is there, else
+# list(python = NULL, error = why). With install = TRUE bench/peers/celltypist-venv.sh creates the
+# environment from PyPI when it is missing (minutes, once); with FALSE only an existing one is used.
+setup_celltypist <- function(work, install = TRUE) {
+  if (!install) {
+    venv <- Sys.getenv("CELLPREDX_BENCH_VENV", file.path(Sys.getenv("HOME"), ".cellpredx", "bench-venv"))
+    python <- file.path(venv, "bin", "python")
+    ok <- file.exists(python) && system2(python, c("-c", shQuote("import celltypist, scipy")), stdout = FALSE, stderr = FALSE) == 0
+    return(if (ok) list(python = python) else list(python = NULL, error = paste("no CellTypist environment at", venv)))
+  }
+  setup_log <- file.path(work, "celltypist-venv.log")
+  status <- system2(file.path(root, "bench", "peers", "celltypist-venv.sh"), stdout = setup_log, stderr = setup_log)
+  lines <- readLines(setup_log, warn = FALSE)
+  if (status == 0) return(list(python = utils::tail(lines, 1)))
+  cat(lines, sep = "\n")
+  message("CellTypist could not be set up; its rows are recorded as failed")
+  list(python = NULL, error = utils::tail(lines, 1))
+}
+
+# The process that runs a peer (seurat, singler, celltypist) or the centroid baseline on a pair,
+# writing predictions.tsv and run.json into `out`: list(command, args).
+peer_command <- function(tool, pair_id, work, out, celltypist_python = NULL, celltypist_error = "") {
+  rscript <- file.path(R.home("bin"), "Rscript")
+  switch(tool,
+    centroid = list(command = rscript, args = c("bench/centroid.R", "--pair", pair_id, "--out", out)),
+    seurat = list(command = rscript, args = c("bench/peers/seurat.R", "--pair", pair_id, "--out", out)),
+    singler = list(command = rscript, args = c("bench/peers/singler.R", "--pair", pair_id, "--out", out)),
+    celltypist = {
+      if (is.null(celltypist_python)) stop("CellTypist's virtual environment could not be set up: ", celltypist_error, call. = FALSE)
+      values <- c(pair_values(pair_id, "ref"), pair_values(pair_id, "query"))
+      # run_celltypist.py takes counts or log-normalised values, the same on both sides.
+      if (values[1] != values[2] || "scaled" %in% values) {
+        stop("CellTypist's script takes counts or log values alike on both sides; this pair has ",
+             paste(values, collapse = " -> "), call. = FALSE)
+      }
+      list(command = celltypist_python,
+           args = c("bench/peers/run_celltypist.py", pair_data_args(pair_id, work), "--out", out,
+                    if (values[1] == "log") "--log-normalised"))
+    },
+    stop("unknown tool ", tool, call. = FALSE))
 }

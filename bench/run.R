@@ -30,45 +30,18 @@ work <- tempfile("cellpredx-bench-run-")
 dir.create(work)
 on.exit(unlink(work, recursive = TRUE), add = TRUE)
 
-# The machine and versions behind this file's rows, read by bench/report.R.
-write_machine_info <- function(path) {
-  cpu <- grep("^model name", readLines("/proc/cpuinfo"), value = TRUE)
-  version_of <- function(p) tryCatch(as.character(utils::packageVersion(p)), error = function(e) NA)
-  info <- list(host = host, cpu = sub(".*:\\s*", "", cpu[1]), cores = parallel::detectCores(),
-               memory_gb = round(as.numeric(gsub("[^0-9]", "", grep("^MemTotal", readLines("/proc/meminfo"), value = TRUE))) / 1024^2, 1),
-               load_average_at_start = readLines("/proc/loadavg")[1], r = R.version.string, cellpredx_commit = system("git rev-parse --short HEAD", intern = TRUE),
-               seurat = version_of("Seurat"), singler = version_of("SingleR"), scran = version_of("scran"))
-  jsonlite::write_json(info, path, auto_unbox = TRUE, pretty = TRUE)
-}
-write_machine_info(sub("\\.tsv$", ".machine.json", out_file))
+write_machine_info(sub("\\.tsv$", ".machine.json", out_file), host)
 
 # CellTypist's Python: set up once per run; NULL (with the error shown) when that fails.
-celltypist_python <- NULL
-if ("celltypist" %in% tools) {
-  setup_log <- file.path(work, "celltypist-venv.log")
-  status <- system2(file.path(root, "bench", "peers", "celltypist-venv.sh"), stdout = setup_log, stderr = setup_log)
-  lines <- readLines(setup_log, warn = FALSE)
-  if (status == 0) {
-    celltypist_python <- utils::tail(lines, 1)
-  } else {
-    cat(lines, sep = "\n")
-    celltypist_setup_error <- utils::tail(lines, 1)
-    message("CellTypist could not be set up; its rows are recorded as failed")
-  }
-}
+celltypist <- if ("celltypist" %in% tools) setup_celltypist(work) else list(python = NULL)
+celltypist_python <- celltypist$python
+celltypist_setup_error <- celltypist$error
 
 # The process that runs `tool` on a pair, writing predictions.tsv and run.json into `out`.
 tool_command <- function(tool, pair_id, out, seed) {
   switch(tool,
     cellpredx = list(command = cli, args = cellpredx_transfer_args(pair_id, work, out, seed, threads = threads)),
-    seurat = list(command = file.path(R.home("bin"), "Rscript"), args = c("bench/peers/seurat.R", "--pair", pair_id, "--out", out)),
-    singler = list(command = file.path(R.home("bin"), "Rscript"), args = c("bench/peers/singler.R", "--pair", pair_id, "--out", out)),
-    celltypist = {
-      if (is.null(celltypist_python)) stop("CellTypist's virtual environment could not be set up: ", celltypist_setup_error, call. = FALSE)
-      list(command = celltypist_python,
-           args = c("bench/peers/run_celltypist.py", pair_data_args(pair_id, work), "--out", out,
-                    if (pair_id == "P6") "--log-normalised"))
-    })
+    peer_command(tool, pair_id, work, out, celltypist_python, celltypist_setup_error))
 }
 
 columns <- c("pair", "tool", "variant", "seed", "accuracy", "macro_f1", "auroc", "oscr", "seconds", "peak_rss_mb",

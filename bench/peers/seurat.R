@@ -5,6 +5,7 @@
 # The reduction each scenario calls for:
 #   RNA -> gene activity (P1, P2): "cca", as Signac's scATAC integration vignette.
 #   RNA -> RNA and proteins (P4-P6): "pcaproject" (proteins CLR-normalised, Seurat's ADT default).
+#   Counts are log-normalised; log or scaled values (P6, some wider pairs) are used as they are.
 #   peaks -> peaks (P3): "lsiproject" onto a TF-IDF + SVD LSI of the reference computed here as
 #     Signac's RunTFIDF (method 1) and RunSVD would (Signac is not installable here), dims 2:30.
 # Confidence = prediction.score.max; open-set score (log_doubt column) = 1 - prediction.score.max.
@@ -44,11 +45,23 @@ tf_idf <- function(counts) {
   methods::as(out, "CsparseMatrix")
 }
 
+# Log or scaled values (pair_values: P6 and some wider-benchmark pairs) go into the data slot as
+# they are; counts are log-normalised (to `scale_factor` per cell).
+normalise <- function(object, values, scale_factor = 1e4) {
+  if (values %in% c("log", "scaled")) {
+    SetAssayData(object, slot = "data", new.data = GetAssayData(object, slot = "counts"))
+  } else {
+    NormalizeData(object, scale.factor = scale_factor, verbose = FALSE)
+  }
+}
+ref_values <- pair_values(pair_id, "ref")
+query_values <- pair_values(pair_id, "query")
+
 if (pair$scenario %in% c("rna_atac_matched", "rna_atac_unmatched")) {
   variant <- "cca"
-  ref <- NormalizeData(ref, verbose = FALSE)
+  ref <- normalise(ref, ref_values)
   # Signac's vignette normalises gene activities to the median count depth.
-  query <- NormalizeData(query, scale.factor = stats::median(query$nCount_RNA), verbose = FALSE)
+  query <- normalise(query, query_values, scale_factor = stats::median(query$nCount_RNA))
   features <- shared  # the SNARE-seq matrices hold 1,677 pre-selected genes: use all of them
   ref <- ScaleData(ref, features = features, verbose = FALSE)
   query <- ScaleData(query, features = features, verbose = FALSE)
@@ -80,20 +93,13 @@ if (pair$scenario %in% c("rna_atac_matched", "rna_atac_unmatched")) {
                             verbose = FALSE)
 } else {
   variant <- "pcaproject"
-  proteins <- pair_id == "P4"
-  log_normalised <- pair_id == "P6"  # P6 ships log-normalised values, not counts
-  if (proteins) {
+  if (ref_values == "proteins") {
     ref <- NormalizeData(ref, normalization.method = "CLR", margin = 2, verbose = FALSE)
     query <- NormalizeData(query, normalization.method = "CLR", margin = 2, verbose = FALSE)
     features <- shared
   } else {
-    if (log_normalised) {
-      ref <- SetAssayData(ref, slot = "data", new.data = GetAssayData(ref, slot = "counts"))
-      query <- SetAssayData(query, slot = "data", new.data = GetAssayData(query, slot = "counts"))
-    } else {
-      ref <- NormalizeData(ref, verbose = FALSE)
-      query <- NormalizeData(query, verbose = FALSE)
-    }
+    ref <- normalise(ref, ref_values)
+    query <- normalise(query, query_values)
     ref <- FindVariableFeatures(ref, nfeatures = 2000, verbose = FALSE)
     features <- VariableFeatures(ref)
   }
@@ -109,7 +115,11 @@ score_columns <- setdiff(grep("^prediction.score.", names(predicted), value = TR
 scores <- as.matrix(predicted[, score_columns, drop = FALSE])
 # TransferData makes the types' names syntactic in these columns: take the names from the labels.
 types <- sort(unique(ref_labels))
-colnames(scores) <- types[match(sub("^prediction.score.", "", score_columns), make.names(types))]
+# (Type names that make.names changes, e.g. "01_HSC", may also come through unchanged: try both.)
+score_names <- sub("^prediction.score.", "", score_columns)
+type_index <- match(score_names, make.names(types))
+type_index[is.na(type_index)] <- match(score_names[is.na(type_index)], types)
+colnames(scores) <- types[type_index]
 write_predictions(file.path(out_dir, "predictions.tsv"), colnames(query_counts), predicted$predicted.id,
                   predicted$prediction.score.max, 1 - predicted$prediction.score.max, scores)
 jsonlite::write_json(list(tool = "seurat", variant = variant, version = as.character(packageVersion("Seurat")),

@@ -2,8 +2,8 @@
 # <out>/predictions.tsv (the format `cellpredx evaluate` reads) and <out>/run.json. The query's
 # labels are never read.
 #
-# Input: log-normalised counts (as scuttle::logNormCounts; P6 ships log-normalised values, used as
-# they are), the features both sides share, marker genes by pairwise Wilcoxon tests
+# Input: log-normalised counts (as scuttle::logNormCounts; log or scaled values, P6's and some wider
+# pairs', used as they are), the features both sides share, marker genes by pairwise Wilcoxon tests
 # (de.method = "wilcox", which needs scran).
 # The call is SingleR's label after fine-tuning (not the pruned label: every cell gets a type,
 # as every tool is scored). Confidence = the called type's score minus the median score of the
@@ -27,16 +27,17 @@ started <- Sys.time()
 shared <- intersect(rownames(data$ref$counts), rownames(query_counts))
 # log2(counts / size factor + 1), as scuttle::logNormCounts, with library-size factors; cells
 # with no counts in the shared features (there are some in the sparse SNARE-seq pairs) keep a
-# factor of 1 instead of stopping logNormCounts.
-log_values <- function(counts) {
-  if (pair_id == "P6") return(counts)
+# factor of 1 instead of stopping logNormCounts. A side that holds log or scaled values
+# (pair_values: P6, some wider-benchmark pairs) is taken as it is.
+log_values <- function(counts, values) {
+  if (values %in% c("log", "scaled")) return(counts)
   library_size <- Matrix::colSums(counts)
   size_factors <- library_size / mean(library_size)
   size_factors[size_factors == 0] <- 1
   scuttle::normalizeCounts(counts, size.factors = size_factors)
 }
-ref <- log_values(data$ref$counts[shared, ])
-query <- log_values(query_counts[shared, ])
+ref <- log_values(data$ref$counts[shared, ], pair_values(pair_id, "ref"))
+query <- log_values(query_counts[shared, ], pair_values(pair_id, "query"))
 result <- SingleR::SingleR(test = query, ref = ref, labels = ref_labels, de.method = "wilcox")
 fit_predict_seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
 
