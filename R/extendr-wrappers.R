@@ -73,5 +73,5 @@ transfer_preset_ <- function(scenario) .Call(wrap__transfer_preset_, scenario)
 # another), the recoveries from a diverging loss (one vector per field), how each network's
 # training ended, the resolved settings as
 # JSON, and the model (an external pointer) with its description as JSON.
-transfer_ <- function(reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress) .Call(wrap__transfer_, reference, reference_features, labels, query, query_features, query_embedding, scenario, settings, device, progress)
+transfer_ <- function(reference, reference_features, labels, query, query_features, scenario, settings, device, progress) .Call(wrap__transfer_, reference, reference_features, labels, query, query_features, scenario, settings, device, progress)
 

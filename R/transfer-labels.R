@@ -120,7 +120,7 @@ TransferLabels.default <- function(ref, query, ref.labels, scenario = "auto", un
 
 # Everything the methods share: checks, the call into Rust, and the results as R objects.
 run_transfer <- function(ref, labels, query, scenario, unknown, threshold, seed, device, threads, verbose, settings,
-                         interpret = FALSE, query_embedding = NULL, call) {
+                         interpret = FALSE, call) {
   check_names(ref, "ref", call)
   check_names(query, "query", call)
   if (ncol(query) == 0) {
@@ -175,7 +175,7 @@ run_transfer <- function(ref, labels, query, scenario, unknown, threshold, seed,
   }
   progress <- progress_callback("CellPredX", verbose, status = status)
   raw <- call_rust(transfer_(ref, rownames(ref), labels, query, rownames(query),
-                             query_embedding, scenario, jsonlite::toJSON(settings, auto_unbox = TRUE, digits = NA),
+                             scenario, jsonlite::toJSON(settings, auto_unbox = TRUE, digits = NA),
                              device, progress), call = call)
   result <- transfer_result(raw, colnames(query), scenario, as.numeric(difftime(Sys.time(), started, units = "secs")))
   if (isTRUE(verbose)) {

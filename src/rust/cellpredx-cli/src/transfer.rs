@@ -400,7 +400,6 @@ pub fn run(args: TransferArgs) -> Result<()> {
         Side { matrix: &reference.matrix, features: &reference.features },
         &labels,
         Side { matrix: &query.matrix, features: &query.features },
-        None,
         &config,
         compute,
         &mut console,

@@ -10,7 +10,6 @@ use cellpredx::train::{Compute, Scenario};
 use cellpredx::predict::{Predictions, UnknownDecision};
 use cellpredx::transfer::{transfer, Side, TransferConfig};
 use extendr_api::prelude::*;
-use ndarray::Array2;
 
 fn json_error(e: serde_json::Error) -> Error {
     crate::errors::invalid(format!("settings: {e}"))
@@ -107,7 +106,6 @@ fn transfer_(
     labels: Robj,
     query: Robj,
     query_features: Strings,
-    query_embedding: Nullable<RMatrix<f64>>,
     scenario: &str,
     settings: &str,
     device: &str,
@@ -121,18 +119,10 @@ fn transfer_(
         let query = csr_from_r(&query, "query")?;
         let labels = labels_from_r(&labels, "ref.labels")?;
         let (reference_features, query_features) = (strings_from_r(&reference_features), strings_from_r(&query_features));
-        let embedding = match query_embedding {
-            Nullable::NotNull(e) => {
-                let (rows, cols, data) = (e.nrows(), e.ncols(), e.data());
-                Some(Array2::from_shape_fn((rows, cols), |(i, j)| data[j * rows + i] as f32))
-            }
-            Nullable::Null => None,
-        };
         let result = transfer(
             Side { matrix: &reference, features: &reference_features },
             &labels,
             Side { matrix: &query, features: &query_features },
-            embedding.as_ref().map(|e| e.view()),
             &config,
             Compute::on(device),
             &mut RProgress::new(progress),

@@ -22,8 +22,6 @@ use tch::{Kind, Tensor};
 pub const DEFAULT_STEPS: usize = 50;
 /// Features kept per cell, ranked by |attribution|.
 pub const DEFAULT_CELL_FEATURES: usize = 100;
-/// Determinant features reported per type.
-pub const DEFAULT_TYPE_FEATURES: usize = 50;
 /// Device memory one pass may use for its cells × features tensors.
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 

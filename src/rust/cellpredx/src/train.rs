@@ -1384,7 +1384,6 @@ pub(crate) mod tests {
                 Side { matrix: &reference, features: &names },
                 &labels,
                 Side { matrix: &query, features: &names },
-                None,
                 &config,
                 Compute::on(Device::Cpu),
                 &mut Silent,

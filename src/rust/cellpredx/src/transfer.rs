@@ -595,13 +595,11 @@ fn neighbour_graph(embedding: ArrayView2<'_, f32>, config: &PreprocessConfig, me
     knn_graph(embedding, k, metric, progress)
 }
 
-/// Runs a transfer. `query_embedding`, when given (cells × components, e.g. the query object's
-/// own LSI), replaces the reduction the neighbour graph is built on.
+/// Runs a transfer.
 pub fn transfer(
     reference: Side<'_>,
     labels: &Labels,
     query: Side<'_>,
-    query_embedding: Option<ArrayView2<'_, f32>>,
     config: &TransferConfig,
     compute: Compute,
     progress: &mut dyn ProgressSink,
@@ -611,11 +609,6 @@ pub fn transfer(
     }
     reference.validate("the reference")?;
     query.validate("the query")?;
-    if let Some(e) = &query_embedding {
-        if e.nrows() != query.matrix.n_rows() {
-            return Err(CellPredXError::DimensionMismatch { what: "rows of the query embedding".into(), expected: query.matrix.n_rows(), got: e.nrows() });
-        }
-    }
     config.training.validate()?;
     if let Some(networks) = config.networks {
         check_networks(networks)?;
@@ -637,10 +630,6 @@ pub fn transfer(
     let (query_raw, has_counts) = keep_rows_with_counts(query_raw, |cells| {
         format!("none of the {cells} query cells has a value above zero in the {shared} features it shares with the reference; check that the query's counts (or normalised values) are in the assay and layer given")
     })?;
-    let query_embedding = query_embedding.map(|e| {
-        let counted: Vec<usize> = (0..has_counts.len()).filter(|&i| has_counts[i]).collect();
-        e.select(ndarray::Axis(0), &counted)
-    });
     if query_raw.n_rows() < MIN_QUERY_CELLS {
         return Err(CellPredXError::invalid(format!(
             "the query has {} cell(s) with counts; a transfer needs at least {MIN_QUERY_CELLS}, since the query's neighbourhoods shape training. To annotate a few cells, train on a larger query (or the reference's own cells) and predict these with the model",
@@ -672,23 +661,20 @@ pub fn transfer(
     };
     // Each network's neighbour graph comes from a reduction with its own seed, so that the i-th
     // network is the one a single-network transfer with seed + i trains (to the rounding of its
-    // share of the threads, `Schedule`); a given embedding has no seed and serves them all.
-    let graphs = match query_embedding {
-        Some(e) => vec![neighbour_graph(e.view(), &config.preprocess, metric, progress)?],
-        None => (0..networks)
-            .map(|i| {
-                let mut sink = Relabel::stage(progress, "neighbour graph", (networks > 1).then(|| format!("neighbour graph {} of {networks}", i + 1)));
-                query_graph(&query_raw, &query_input, &config.preprocess, metric, run.training.seed.wrapping_add(i as u64), &mut sink)
-            })
-            .collect::<Result<Vec<_>>>()?,
-    };
+    // share of the threads, `Schedule`).
+    let graphs = (0..networks)
+        .map(|i| {
+            let mut sink = Relabel::stage(progress, "neighbour graph", (networks > 1).then(|| format!("neighbour graph {} of {networks}", i + 1)));
+            query_graph(&query_raw, &query_input, &config.preprocess, metric, run.training.seed.wrapping_add(i as u64), &mut sink)
+        })
+        .collect::<Result<Vec<_>>>()?;
     drop(query_raw);
     if scale {
         reference_input = scaled(&reference_input)?;
         query_input = scaled(&query_input)?;
     }
     let data: Vec<TrainingData<'_>> = (0..networks)
-        .map(|i| TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &graphs[i.min(graphs.len() - 1)] })
+        .map(|i| TrainingData { reference: &reference_input, labels, query: &query_input, query_graph: &graphs[i] })
         .collect();
     let mut ensemble = Ensemble::train(&data, &run.training, compute, progress)?;
     let class_cells = labels.counts();
@@ -756,7 +742,6 @@ mod tests {
             Side { matrix: &reference, features: &features },
             &labels,
             Side { matrix: &query, features: &features },
-            None,
             &config,
             Compute::on(Device::Cpu),
             &mut Silent,
