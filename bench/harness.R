@@ -156,3 +156,14 @@ peer_command <- function(tool, pair_id, work, out, celltypist_python = NULL, cel
     },
     stop("unknown tool ", tool, call. = FALSE))
 }
+
+# The options every runner shares: the tools to run (of `all_tools`; an unknown one stops the run),
+# the seeds, the threads and the results file (bench/results/<prefix><date>-<host>.tsv).
+runner_options <- function(all_tools, default_seeds, prefix = "") {
+  tools <- split(option("tools", paste(all_tools, collapse = ",")))
+  unknown <- setdiff(tools, all_tools)
+  if (length(unknown)) stop("unknown tool(s): ", paste(unknown, collapse = ", "), "; known: ", paste(all_tools, collapse = ", "))
+  host <- Sys.info()[["nodename"]]
+  list(tools = tools, seeds = as.integer(split(option("seeds", default_seeds))), threads = option("threads", NA), host = host,
+       out_file = option("out", file.path(root, "bench", "results", sprintf("%s%s-%s.tsv", prefix, format(Sys.Date()), host))))
+}

@@ -34,13 +34,8 @@ pairs_wanted <- switch(pairs_option,
   small = wide_pair_ids[vapply(wide_pair_ids, function(id) isTRUE(bench_pairs[[id]]$small) || id %in% c("P4", "P5", "P6"),
                                logical(1))],
   check_pairs(split(pairs_option)))
-seeds <- as.integer(split(option("seeds", "0,1,2,3,4")))
-tools <- split(option("tools", paste(all_tools, collapse = ",")))
-threads <- option("threads", NA)
-host <- Sys.info()[["nodename"]]
-out_file <- option("out", file.path(root, "bench", "results", sprintf("robust-%s-%s.tsv", format(Sys.Date()), host)))
-unknown <- setdiff(tools, all_tools)
-if (length(unknown)) stop("unknown tool(s): ", paste(unknown, collapse = ", "), "; known: ", paste(all_tools, collapse = ", "))
+runner <- runner_options(all_tools, "0,1,2,3,4", "robust-")
+invisible(list2env(runner[c("tools", "seeds", "threads", "host", "out_file")], environment()))
 
 # "NAME=FLAGS;NAME=FLAGS" -> named list of flag vectors.
 parse_candidates <- function(text) {

@@ -17,13 +17,8 @@ require_cli()
 
 all_tools <- c("cellpredx", "seurat", "singler", "celltypist")
 pairs_wanted <- check_pairs(split(option("pairs", "P1,P2,P3,P4,P5,P6")))
-seeds <- as.integer(split(option("seeds", "0,1,2")))
-tools <- split(option("tools", paste(all_tools, collapse = ",")))
-threads <- option("threads", NA)
-host <- Sys.info()[["nodename"]]
-out_file <- option("out", file.path(root, "bench", "results", sprintf("%s-%s.tsv", format(Sys.Date()), host)))
-unknown <- setdiff(tools, all_tools)
-if (length(unknown)) stop("unknown tool(s): ", paste(unknown, collapse = ", "), "; known: ", paste(all_tools, collapse = ", "))
+runner <- runner_options(all_tools, "0,1,2", "")
+invisible(list2env(runner[c("tools", "seeds", "threads", "host", "out_file")], environment()))
 
 run_id <- format(Sys.time(), "%Y-%m-%dT%H:%M:%S")
 work <- tempfile("cellpredx-bench-run-")
