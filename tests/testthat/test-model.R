@@ -99,7 +99,7 @@ test_that("a model file's sizes and values are checked before anything is alloca
                 `shape.input_dim` = "shape.input_dim is 1000000000000, and the model lists 150 features",
                 `shape.n_classes` = "shape.n_classes is -4, and the model lists 2 classes",
                 negative_context = "shape.context_dim is -3",
-                threshold = "threshold is 5; it must be between 0 and 1",
+                threshold = "threshold must be between 0 and 1, not 5",
                 smoothing = "smoothing must be at least 0 and below 1, not 7",
                 class_cells = "class_cells has 1 counts for 2 classes",
                 networks = "networks must be 1 to 20, not 150",

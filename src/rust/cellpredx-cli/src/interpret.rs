@@ -58,7 +58,6 @@ pub fn run(args: InterpretArgs) -> Result<()> {
     let attributions = model.interpret(Side { matrix: &cells.matrix, features: &cells.features }, &config, &mut Console::new(args.quiet))?;
     let ig_seconds = ig_started.elapsed().as_secs_f64();
 
-    std::fs::create_dir_all(&args.input.out).map_err(|e| CellPredXError::io(format!("cannot create {}", args.input.out.display()), e))?;
     let features = &model.description.features;
     let classes = &attributions.classes;
     let mut rows = Vec::new();

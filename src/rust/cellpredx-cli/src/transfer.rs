@@ -288,9 +288,8 @@ pub(crate) fn keep_cells(dataset: Dataset, list: Option<&Path>) -> Result<Datase
 }
 
 /// Writes predictions.tsv (label, most probable type, confidence, open-set scores, one
-/// probability per type) and embedding.tsv into `out`.
+/// probability per type) and embedding.tsv into `out`, which `check_out_dir` made ready.
 fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, decision: &UnknownDecision) -> Result<()> {
-    create_dir(out)?;
     let labels_out = predictions.labels(decision);
     let best = predictions.best();
     let mut header = vec!["cell", "label", "best_type", "confidence", "log_doubt", "prototype_similarity", "reference_distance", "novelty"]
@@ -322,10 +321,6 @@ fn write_predictions(out: &Path, cells: &[String], predictions: &Predictions, de
     io::write_table(&out.join("embedding.tsv"), &header.iter().map(String::as_str).collect::<Vec<_>>(), rows)?;
 
     Ok(())
-}
-
-fn create_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|e| CellPredXError::io(format!("cannot create {}", path.display()), e))
 }
 
 /// Makes sure results can be written to the directory `flag` names before any work is done, so

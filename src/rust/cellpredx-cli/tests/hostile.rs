@@ -123,7 +123,7 @@ fn a_saved_model_with_forged_sizes_is_refused_by_predict() {
     let forgeries: [Forgery; 4] = [
         ("shape.embedding_dim is 1000000000", &|d| d["shape"]["embedding_dim"] = 1_000_000_000.into()),
         ("shape.reference_cells is 10000000", &|d| d["shape"]["reference_cells"] = 10_000_000.into()),
-        ("threshold is 5", &|d| d["threshold"] = 5.into()),
+        ("threshold must be between 0 and 1, not 5", &|d| d["threshold"] = 5.into()),
         ("need", &|d| d["shape"]["context_dim"] = 4000.into()),
     ];
     for (needle, forge) in forgeries {

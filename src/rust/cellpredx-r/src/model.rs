@@ -27,15 +27,8 @@ pub(crate) fn model_of(handle: &Robj) -> extendr_api::Result<&ExternalPtr<Transf
 fn model_predict_(handle: Robj, cells: Robj, features: Strings, unknown: Nullable<String>, threshold: Nullable<f64>, progress: Nullable<Function>) -> extendr_api::Result<List> {
     guard("model_predict_", || {
         let model = model_of(&handle)?;
-        let rule = match unknown {
-            Nullable::NotNull(rule) => Some(rule.parse::<UnknownRule>().map_err(r_err)?),
-            Nullable::Null => None,
-        };
-        let threshold = match threshold {
-            Nullable::NotNull(t) => Some(t),
-            Nullable::Null => None,
-        };
-        let decision = model.description.unknown_decision(rule, threshold).map_err(r_err)?;
+        let rule = unknown.into_option().map(|rule| rule.parse::<UnknownRule>()).transpose().map_err(r_err)?;
+        let decision = model.description.unknown_decision(rule, threshold.into_option()).map_err(r_err)?;
         let matrix = csr_from_r(&cells, "newdata")?;
         let features = strings_from_r(&features);
         let predictions = model.predict(Side { matrix: &matrix, features: &features }, &mut RProgress::new(progress)).map_err(r_err)?;

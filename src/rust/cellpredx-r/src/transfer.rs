@@ -43,24 +43,25 @@ fn config_from(scenario: Scenario, overrides: &str) -> extendr_api::Result<Trans
     }
     let mut config = preset.clone();
     for (name, value) in &fields {
-        let section = SECTIONS.into_iter().find(|s| preset[*s].get(name).is_some());
-        let slot = match section {
-            Some(section) => &mut config[section][name],
-            None if preset.get(name).is_some() && !SECTIONS.contains(&name.as_str()) && name != "scenario" => &mut config[name],
+        // Where the setting lives, as a JSON pointer (setting names hold no '/' or '~').
+        let pointer = match SECTIONS.into_iter().find(|s| preset[*s].get(name).is_some()) {
+            Some(section) => format!("/{section}/{name}"),
+            None if preset.get(name).is_some() && !SECTIONS.contains(&name.as_str()) && name != "scenario" => format!("/{name}"),
             None => return Err(crate::errors::invalid(format!("unknown setting `{name}`; see CellPredXPresets() for the settings there are"))),
         };
         // Each value alone on the preset first, so that a wrong one is named.
         let mut alone = preset.clone();
-        match section {
-            Some(section) => alone[section][name] = value.clone(),
-            None => alone[name] = value.clone(),
+        if let Some(slot) = alone.pointer_mut(&pointer) {
+            *slot = value.clone();
         }
         if let Err(e) = serde_json::from_value::<TransferConfig>(alone) {
-            let expected = expected_kind(section.map_or(&preset[name], |s| &preset[s][name]));
+            let expected = preset.pointer(&pointer).map_or("a value of its type (see CellPredXPresets())", expected_kind);
             let given = if value.is_null() { "NA or NULL".to_string() } else { value.to_string() };
             return Err(crate::errors::invalid(format!("setting `{name}` must be {expected}, not {given} ({e})")));
         }
-        *slot = value.clone();
+        if let Some(slot) = config.pointer_mut(&pointer) {
+            *slot = value.clone();
+        }
     }
     serde_json::from_value(config).map_err(|e| crate::errors::invalid(format!("the settings do not fit together: {e}")))
 }

@@ -190,35 +190,27 @@ impl Predictions {
     /// embedding and prototype similarity, and the largest reference distance and novelty of
     /// the others, so that it ranks among the cells least like the reference.
     pub fn with_cells_without_counts(self, has_counts: &[bool]) -> Predictions {
-        let n = has_counts.len();
-        let classes = self.classes.len();
-        let width = self.embedding.ncols();
-        let mut probabilities = Array2::<f32>::from_elem((n, classes), 1.0 / classes as f32);
-        let mut embedding = Array2::<f32>::zeros((n, width));
-        let uniform_doubt = (1.0 - 1.0 / classes as f32).ln();
+        let (n, classes) = (has_counts.len(), self.classes.len());
         let largest = |v: &[f32]| v.iter().copied().fold(0f32, f32::max);
-        let (far, novel) = (largest(&self.reference_distance), largest(&self.novelty));
-        let mut out = Predictions {
-            classes: self.classes.clone(),
-            probabilities: Array2::zeros((0, classes)),
-            embedding: Array2::zeros((0, width)),
-            log_doubt: vec![uniform_doubt; n],
+        let mut all = Predictions {
+            probabilities: Array2::from_elem((n, classes), 1.0 / classes as f32),
+            embedding: Array2::zeros((n, self.embedding.ncols())),
+            log_doubt: vec![(1.0 - 1.0 / classes as f32).ln(); n],
             prototype_similarity: vec![0.0; n],
-            reference_distance: vec![far; n],
-            novelty: vec![novel; n],
+            reference_distance: vec![largest(&self.reference_distance); n],
+            novelty: vec![largest(&self.novelty); n],
             no_counts: has_counts.iter().map(|&h| !h).collect(),
+            classes: self.classes,
         };
         for (kept, cell) in (0..n).filter(|&i| has_counts[i]).enumerate() {
-            probabilities.row_mut(cell).assign(&self.probabilities.row(kept));
-            embedding.row_mut(cell).assign(&self.embedding.row(kept));
-            out.log_doubt[cell] = self.log_doubt[kept];
-            out.prototype_similarity[cell] = self.prototype_similarity[kept];
-            out.reference_distance[cell] = self.reference_distance[kept];
-            out.novelty[cell] = self.novelty[kept];
+            all.probabilities.row_mut(cell).assign(&self.probabilities.row(kept));
+            all.embedding.row_mut(cell).assign(&self.embedding.row(kept));
+            all.log_doubt[cell] = self.log_doubt[kept];
+            all.prototype_similarity[cell] = self.prototype_similarity[kept];
+            all.reference_distance[cell] = self.reference_distance[kept];
+            all.novelty[cell] = self.novelty[kept];
         }
-        out.probabilities = probabilities;
-        out.embedding = embedding;
-        out
+        all
     }
 }
 

@@ -476,9 +476,7 @@ impl ModelDescription {
         if shape.reference_cells < 0 || shape.reference_cells as usize > reference_cells {
             return Err(format!("shape.reference_cells is {}, and the reference had {reference_cells} cells (class_cells)", shape.reference_cells));
         }
-        if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(format!("threshold is {}; it must be between 0 and 1", self.threshold));
-        }
+        check_threshold(self.threshold).map_err(|e| e.to_string())?;
         check_unknown_scale(self.unknown_scale).map_err(|e| e.to_string())?;
         if self.novelty_cutoff.is_nan() {
             return Err("novelty_cutoff is not a number".into());
