@@ -47,7 +47,7 @@ EvaluateLabels <- function(object, truth, map = NULL) {
     cli::cli_abort("{.arg map} must be a named character vector, e.g. {.code c(\"Naive CD4 T\" = \"CD4 T cells\")}.",
                    call = call, class = "cellpredx_error")
   }
-  rename <- function(x) ifelse(x %in% names(map), unname(map[x]), x)
+  rename <- function(x) rename_types(x, map)
   scores <- call_rust(evaluate_labels_(truth, rename(predictions$best.type), unique(rename(annotation$classes)),
                                        as.double(predictions$novelty)), call = call)
   scores$per_type <- as.data.frame(scores$per_type, stringsAsFactors = FALSE)
@@ -62,6 +62,9 @@ EvaluateLabels <- function(object, truth, map = NULL) {
   scores$unknown_novel <- if (any(!shared)) mean(unknown[!shared]) else NA_real_
   structure(scores, class = "CellPredXEvaluation")
 }
+
+# Predicted types renamed by `map` (c(old = "new")); types it does not name stay as they are.
+rename_types <- function(x, map) ifelse(x %in% names(map), unname(map[x]), x)
 
 #' @export
 print.CellPredXEvaluation <- function(x, ...) {

@@ -297,7 +297,7 @@ check_peak_counts <- function(x, arg, call) {
                      "i" = "Name each row by its region, e.g. {.val chr1-100-200}."),
                    call = call, class = "cellpredx_error")
   }
-  values <- if (methods::is(x, "dgCMatrix")) x@x else as.vector(x)
+  values <- stored_values(x)
   bad <- c(missing = sum(is.na(values) | is.infinite(values)), negative = sum(values < 0, na.rm = TRUE))
   if (any(bad > 0)) {
     cli::cli_abort(c("{.arg {arg}} must hold peak counts, but has {bad[['negative']]} negative and {bad[['missing']]} NA or infinite value{?s}.",

@@ -80,7 +80,7 @@ predict.CellPredXModel <- function(object, newdata, unknown = NULL, threshold = 
   call <- rlang::current_env()
   newdata <- check_feature_matrix(newdata, call = call)
   check_names(newdata, "newdata", call)
-  if (!is.null(unknown)) unknown <- rlang::arg_match(unknown, c("calibrated", "threshold", "none"), error_call = call)
+  if (!is.null(unknown)) unknown <- rlang::arg_match(unknown, unknown_rules, error_call = call)
   if (!is.null(threshold)) check_threshold(threshold, call = call)
   raw <- call_rust(model_predict_(object$handle, newdata, rownames(newdata), unknown, threshold,
                                   progress_callback("CellPredX", verbose)), call = call)

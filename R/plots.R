@@ -148,11 +148,10 @@ PlotConfusion <- function(object, truth, label = c("best.type", "predicted.id"),
   label <- rlang::arg_match(label)
   annotation <- annotation_of(object)
   truth <- true_labels(object, truth, nrow(annotation$predictions), call)
-  rename <- function(x) ifelse(x %in% names(map), unname(map[x]), x)
-  predicted <- rename(annotation$predictions[[label]])
+  predicted <- rename_types(annotation$predictions[[label]], map)
   counts <- as.data.frame(table(truth = truth, predicted = predicted), stringsAsFactors = FALSE)
   counts$fraction <- counts$Freq / stats::ave(counts$Freq, counts$truth, FUN = sum)
-  shared <- any(truth %in% rename(annotation$classes))
+  shared <- any(truth %in% rename_types(annotation$classes, map))
   scores <- if (shared) EvaluateLabels(object, truth, map = map)
   title <- if (!shared) {
     "No true type is a reference type: nothing scored (rename types with `map`)"

@@ -2,6 +2,10 @@
 
 transfer_scenarios <- c("rna_atac_matched", "rna_atac_unmatched", "atac_atac", "rna_rna")
 
+# The rules that call cells Unknown (`unknown` in TransferLabels(), predict()); the core's
+# `UnknownRule` names them the same way.
+unknown_rules <- c("calibrated", "threshold", "none")
+
 #' Transfer cell type labels from an annotated reference to a query
 #'
 #' Trains the CellPredX network (a shared encoder and classifier fitted with
@@ -130,7 +134,7 @@ run_transfer <- function(ref, labels, query, scenario, unknown, threshold, seed,
     cli::cli_abort("{.arg ref.labels} has {length(labels)} label{?s} for {ncol(ref)} reference cell{?s}; give one per cell.",
                    call = call, class = "cellpredx_error")
   }
-  unknown <- rlang::arg_match(unknown, c("calibrated", "threshold", "none"), error_call = call)
+  unknown <- rlang::arg_match(unknown, unknown_rules, error_call = call)
   check_threshold(threshold, call = call)
   check_count(seed, min = 0, call = call)
   check_flag(interpret, call = call)
@@ -224,7 +228,7 @@ warn_case_only_matches <- function(ref_features, query_features, call) {
 
 # Whether every stored value is a whole number (raw counts) rather than normalised data.
 holds_counts <- function(x) {
-  values <- if (methods::is(x, "dgCMatrix")) x@x else as.vector(x)
+  values <- stored_values(x)
   all(values == round(values), na.rm = TRUE)
 }
 
@@ -237,9 +241,8 @@ warn_normalization_mismatch <- function(ref, query, call) {
   if (kinds[["ref"]] == kinds[["query"]]) return(invisible())
   counts_side <- names(kinds)[kinds]
   other_side <- names(kinds)[!kinds]
-  other <- if (other_side == "ref") ref else query
-  values <- if (methods::is(other, "dgCMatrix")) other@x else as.vector(other)
-  example <- format(values[values != round(values)][1], digits = 4)
+  values <- stored_values(if (other_side == "ref") ref else query)
+  example <- format(values[which(values != round(values))[1]], digits = 4)
   cli::cli_warn(c(
     "{.arg {counts_side}} holds counts (whole numbers) but {.arg {other_side}} does not (e.g. {example}).",
     "i" = "The counts are log-normalised (to 10,000 per cell, then log1p) and {.arg {other_side}} is taken as already normalised: results are only right if it was normalised exactly that way.",

@@ -66,6 +66,9 @@ check_text <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()
   invisible(x)
 }
 
+# The values a matrix stores: a dgCMatrix's non-zeros, every entry of a base matrix.
+stored_values <- function(x) if (methods::is(x, "dgCMatrix")) x@x else as.vector(x)
+
 check_threshold <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
   if (!is.numeric(x) || length(x) != 1 || is.na(x) || x < 0 || x > 1) {
     cli::cli_abort("{.arg {arg}} must be one number between 0 and 1, not {.val {x}}.", call = call, class = "cellpredx_error")
